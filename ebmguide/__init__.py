@@ -1,0 +1,75 @@
+"""ebmguide: energy-based models guided by contrastive latent variables (CLEL, ICLR 2023).
+
+The four protocols (:class:`EnergyModel`, :class:`ContrastiveGuide`, :class:`LangevinSampler`,
+:class:`JointLoss`) and their reference implementations, which reproduce CLEL.
+"""
+
+from ebmguide.augment import AUGMENTATIONS, apply_augment, make_augmentation
+from ebmguide.ema import ema_decay, make_ema, update_ema
+from ebmguide.energy import SphericalEBM, conditional_energy
+from ebmguide.guide import SimCLRGuide, simclr_head
+from ebmguide.losses import (
+    CLELLoss,
+    contrastive_divergence,
+    energy_regularizer,
+    latent_alignment,
+    nt_xent,
+)
+from ebmguide.optim import Optimizers, clel_optimizers
+from ebmguide.protocols import (
+    ContrastiveGuide,
+    EnergyFn,
+    EnergyModel,
+    EnergyOutput,
+    GuideOutput,
+    JointLoss,
+    LangevinSampler,
+    LossOutput,
+)
+from ebmguide.sampling import (
+    LangevinResult,
+    LangevinStep,
+    ReplayBuffer,
+    SGLDSampler,
+    langevin_dynamics,
+)
+from ebmguide.training import StepOutput, check_components, clel_step
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AUGMENTATIONS",
+    "CLELLoss",
+    "ContrastiveGuide",
+    "EnergyFn",
+    "EnergyModel",
+    "EnergyOutput",
+    "GuideOutput",
+    "JointLoss",
+    "LangevinResult",
+    "LangevinSampler",
+    "LangevinStep",
+    "LossOutput",
+    "Optimizers",
+    "ReplayBuffer",
+    "SGLDSampler",
+    "SimCLRGuide",
+    "SphericalEBM",
+    "StepOutput",
+    "__version__",
+    "apply_augment",
+    "check_components",
+    "clel_optimizers",
+    "clel_step",
+    "conditional_energy",
+    "contrastive_divergence",
+    "ema_decay",
+    "energy_regularizer",
+    "langevin_dynamics",
+    "latent_alignment",
+    "make_augmentation",
+    "make_ema",
+    "nt_xent",
+    "simclr_head",
+    "update_ema",
+]

@@ -1,0 +1,69 @@
+"""CLEL's optimizers and learning-rate schedules (SPEC §7)."""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler
+
+__all__ = ["Optimizers", "clel_optimizers"]
+
+
+class Optimizers(NamedTuple):
+    """Both networks' optimizers and schedulers (step the schedulers once per iteration)."""
+
+    ebm: torch.optim.Optimizer
+    guide: torch.optim.Optimizer
+    ebm_scheduler: LRScheduler
+    guide_scheduler: LRScheduler
+
+
+def clel_optimizers(
+    ebm: nn.Module,
+    guide: nn.Module,
+    *,
+    total_iterations: int,
+    ebm_lr: float = 1e-4,
+    ebm_betas: tuple[float, float] = (0.0, 0.999),
+    warmup_iterations: int = 2_000,
+    guide_lr: float = 0.03,
+    guide_momentum: float = 0.9,
+    guide_weight_decay: float = 5e-4,
+) -> Optimizers:
+    """Adam with linear warm-up for the EBM, SGD with cosine decay for the guide.
+
+    Args:
+        ebm: the energy model.
+        guide: the contrastive guide.
+        total_iterations: length of the run (the cosine schedule's period).
+        ebm_lr: Adam learning rate (1e-4).
+        ebm_betas: Adam betas ((0.0, 0.999)).
+        warmup_iterations: linear warm-up length of the EBM's learning rate (2,000).
+        guide_lr: SGD learning rate (0.03).
+        guide_momentum: SGD momentum (0.9).
+        guide_weight_decay: SGD weight decay (5e-4).
+
+    Returns:
+        :class:`Optimizers`.
+    """
+    if total_iterations < 1 or warmup_iterations < 0:
+        raise ValueError(
+            f"total_iterations must be >= 1 and warmup_iterations >= 0, got {total_iterations} "
+            f"and {warmup_iterations}."
+        )
+    if not ebm_lr > 0 or not guide_lr > 0:
+        raise ValueError(f"learning rates must be positive, got {ebm_lr} and {guide_lr}.")
+    ebm_opt = torch.optim.Adam(ebm.parameters(), lr=ebm_lr, betas=ebm_betas)
+    guide_opt = torch.optim.SGD(guide.parameters(), lr=guide_lr, momentum=guide_momentum,
+                                weight_decay=guide_weight_decay)
+
+    def warmup(it: int) -> float:
+        return min(1.0, (it + 1) / warmup_iterations) if warmup_iterations > 0 else 1.0
+
+    def cosine(it: int) -> float:
+        return 0.5 * (1.0 + math.cos(math.pi * min(it, total_iterations) / total_iterations))
+
+    return Optimizers(ebm_opt, guide_opt, LambdaLR(ebm_opt, warmup), LambdaLR(guide_opt, cosine))

@@ -1,0 +1,136 @@
+"""The replay buffer of persistent SGLD chains (SPEC §4)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+__all__ = ["BufferDraw", "ReplayBuffer"]
+
+
+class BufferDraw(NamedTuple):
+    """Chains drawn from a :class:`ReplayBuffer`.
+
+    Attributes:
+        indices: ``(B,)`` int64 distinct slot indices.
+        x: ``(B, *shape)`` start states (a copy; re-initialised chains are fresh uniform noise).
+        reinitialised: ``(B,)`` bool, which chains were re-initialised.
+    """
+
+    indices: Tensor
+    x: Tensor
+    reinitialised: Tensor
+
+
+class ReplayBuffer:
+    """A fixed-size store of chain states, initialised uniformly on [low, high].
+
+    Args:
+        capacity: number of slots (10,000 in the paper).
+        shape: shape of one state, e.g. ``(3, 32, 32)``.
+        low: lower bound of the uniform initialisation.
+        high: upper bound of the uniform initialisation.
+        device: where the states live.
+        dtype: floating dtype of the states.
+        generator: source of the initial states.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        shape: Sequence[int],
+        *,
+        low: float = 0.0,
+        high: float = 1.0,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        if not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(f"capacity must be a positive int, got {capacity!r}.")
+        if not shape or any(int(s) < 1 for s in shape):
+            raise ValueError(f"shape must be a non-empty sequence of positive ints, got {shape!r}.")
+        if not low < high:
+            raise ValueError(f"low must be below high, got low={low}, high={high}.")
+        self.shape = tuple(int(s) for s in shape)
+        self.low, self.high = float(low), float(high)
+        self.states = self._uniform((capacity, *self.shape), torch.device(device), dtype, generator)
+
+    def _uniform(
+        self, size: tuple[int, ...], device: torch.device, dtype: torch.dtype,
+        generator: torch.Generator | None,
+    ) -> Tensor:
+        u = torch.rand(size, generator=generator, device=device, dtype=dtype)
+        return u.mul_(self.high - self.low).add_(self.low)
+
+    @property
+    def capacity(self) -> int:
+        """Number of slots."""
+        return int(self.states.shape[0])
+
+    def draw(
+        self, batch_size: int, *, reinit_prob: float = 0.0, generator: torch.Generator | None = None
+    ) -> BufferDraw:
+        """Draw ``batch_size`` distinct slots; re-initialise each with probability ``reinit_prob``.
+
+        Args:
+            batch_size: B, at most the capacity.
+            reinit_prob: probability that a drawn chain restarts from uniform noise.
+            generator: source of the slot choice and the re-initialisation.
+
+        Returns:
+            :class:`BufferDraw`; the buffer itself is not modified.
+        """
+        if not 1 <= batch_size <= self.capacity:
+            raise ValueError(
+                f"batch_size must be between 1 and the buffer capacity {self.capacity}, got "
+                f"{batch_size}; enlarge the buffer or lower the batch size."
+            )
+        if not 0.0 <= reinit_prob <= 1.0:
+            raise ValueError(f"reinit_prob must lie in [0, 1], got {reinit_prob}.")
+        device = self.states.device
+        indices = torch.randperm(self.capacity, generator=generator, device=device)[:batch_size]
+        mask = torch.rand(batch_size, generator=generator, device=device) < reinit_prob
+        fresh = self._uniform((batch_size, *self.shape), device, self.states.dtype, generator)
+        view = (-1,) + (1,) * len(self.shape)
+        x = torch.where(mask.view(view), fresh, self.states[indices])
+        return BufferDraw(indices, x, mask)
+
+    def write(self, indices: Tensor, x: Tensor, *, keep: Tensor | None = None) -> None:
+        """Write states into slots; slots whose ``keep`` flag is False keep their old state.
+
+        Args:
+            indices: ``(B,)`` slot indices.
+            x: ``(B, *shape)`` new states.
+            keep: optional ``(B,)`` bool; False rows are not written (used for non-finite
+                chains). No host synchronisation is needed.
+        """
+        if x.shape[1:] != self.states.shape[1:] or x.shape[0] != indices.shape[0]:
+            raise ValueError(
+                f"cannot write states of shape {tuple(x.shape)} at {indices.shape[0]} slots of a "
+                f"buffer holding {tuple(self.states.shape[1:])}."
+            )
+        x = x.detach().to(self.states)
+        if keep is not None:
+            view = (-1,) + (1,) * len(self.shape)
+            x = torch.where(keep.view(view), x, self.states[indices])
+        self.states.index_copy_(0, indices, x)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The states and bounds."""
+        return {"states": self.states.clone(), "low": self.low, "high": self.high}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore states saved by :meth:`state_dict`; the stored shape must match."""
+        states = state["states"]
+        if not isinstance(states, Tensor) or states.shape[1:] != self.states.shape[1:]:
+            got = tuple(states.shape) if isinstance(states, Tensor) else type(states).__name__
+            raise ValueError(
+                f"buffer state of shape {got} does not fit a buffer of states "
+                f"{tuple(self.states.shape[1:])}; check the checkpoint's image size."
+            )
+        self.states = states.to(self.states.device, self.states.dtype).clone()
+        self.low, self.high = float(state["low"]), float(state["high"])

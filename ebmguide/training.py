@@ -1,0 +1,137 @@
+"""One CLEL training iteration (SPEC §3), end to end, with any conforming components."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from ebmguide.losses import CLELLoss
+from ebmguide.protocols import (
+    ContrastiveGuide,
+    EnergyModel,
+    EnergyOutput,
+    JointLoss,
+    LangevinSampler,
+)
+
+__all__ = ["StepOutput", "check_components", "clel_step"]
+
+
+class StepOutput(NamedTuple):
+    """Result of :func:`clel_step`.
+
+    Attributes:
+        terms: detached scalar terms: ``loss`` (total), ``nce`` (the guide's loss) and the
+            :class:`~ebmguide.protocols.JointLoss` terms (``cd``, ``reg``, ``align``,
+            ``energy_real``, ``energy_fake`` for :class:`~ebmguide.losses.CLELLoss`).
+        samples: ``(B, *shape)`` the detached negatives x′ of this iteration.
+    """
+
+    terms: dict[str, Tensor]
+    samples: Tensor
+
+
+def check_components(
+    ebm: object, guide: object, sampler: object, loss_fn: object | None = None
+) -> None:
+    """Raise ``TypeError`` naming the component that does not satisfy its protocol."""
+    for name, obj, proto in (("ebm", ebm, EnergyModel), ("guide", guide, ContrastiveGuide),
+                             ("sampler", sampler, LangevinSampler)):
+        if not isinstance(obj, proto):
+            raise TypeError(
+                f"{name} ({type(obj).__name__}) does not satisfy the {proto.__name__} protocol; "
+                f"see ebmguide.protocols.{proto.__name__} for the methods it needs."
+            )
+    if loss_fn is not None and not isinstance(loss_fn, JointLoss):
+        raise TypeError(f"loss_fn ({type(loss_fn).__name__}) does not satisfy JointLoss.")
+
+
+@contextmanager
+def _eval_mode(model: object, enabled: bool) -> Iterator[None]:
+    """Put an ``nn.Module`` in eval mode for the block, then restore its mode."""
+    if not enabled or not isinstance(model, nn.Module):
+        yield
+        return
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _ebm_forward(ebm: EnergyModel, x: Tensor, samples: Tensor,
+                 joint: bool) -> tuple[EnergyOutput, EnergyOutput]:
+    """The EBM on real and generated inputs, in one batch when ``joint``."""
+    if joint:
+        out = ebm.energy_and_direction(torch.cat([x, samples.to(x.dtype)]))
+        b = x.shape[0]
+        return (EnergyOutput(out.energy[:b], out.direction[:b]),
+                EnergyOutput(out.energy[b:], out.direction[b:]))
+    return ebm.energy_and_direction(x), ebm.energy_and_direction(samples)
+
+
+def clel_step(
+    ebm: EnergyModel,
+    guide: ContrastiveGuide,
+    sampler: LangevinSampler,
+    x: Tensor,
+    *,
+    ebm_optimizer: torch.optim.Optimizer,
+    guide_optimizer: torch.optim.Optimizer,
+    loss_fn: JointLoss | None = None,
+    generator: torch.Generator | None = None,
+    extra_negatives: bool = True,
+    joint_forward: bool = True,
+    sample_in_eval_mode: bool = True,
+) -> StepOutput:
+    """One CLEL iteration: sample negatives, EBM loss + NT-Xent, one update of each network.
+
+    1. x′ = sampler.sample(E, B) with no parameter gradients (the EBM in eval mode, so
+       spectral-norm power iterations run once per iteration, in step 2, not once per SGLD step).
+    2. The EBM on x and x′ (one batched forward when ``joint_forward``).
+    3. The guide's NT-Xent on two views of x, with sg[g(x′)] as extra negatives.
+    4. ``loss_fn`` (default ``CLELLoss()``) on real outputs, fake energies and sg[z].
+    5. Both optimizers step on the sum; the stop-gradients make this the same as two separate
+       updates (SPEC §3).
+
+    Args:
+        ebm: the energy model (parameters updated by ``ebm_optimizer``).
+        guide: the contrastive guide (parameters updated by ``guide_optimizer``).
+        sampler: the negative sampler (its state, e.g. the replay buffer, is updated).
+        x: ``(B, *shape)`` real inputs (dequantized, not augmented).
+        ebm_optimizer: optimizer over the EBM's parameters.
+        guide_optimizer: optimizer over the guide's parameters.
+        loss_fn: the EBM loss; ``CLELLoss()`` with the paper's α = 1, β = 0.01 by default.
+        generator: source of all randomness of the iteration.
+        extra_negatives: use the generated samples' directions as the guide's extra negatives.
+        joint_forward: one EBM forward over real and generated inputs (faster). The same as two
+            forwards for batch-independent networks (no BatchNorm), except that a spectral-norm
+            network in training mode runs one power iteration instead of two; set False to
+            reproduce two-forward code exactly.
+        sample_in_eval_mode: run the sampler with an ``nn.Module`` EBM in eval mode.
+
+    Returns:
+        :class:`StepOutput` with detached terms and the negatives.
+    """
+    if x.dim() < 2 or x.shape[0] < 2:
+        raise ValueError(f"x must be a batch (B, *shape) with B >= 2, got {tuple(x.shape)}.")
+    loss_fn = CLELLoss() if loss_fn is None else loss_fn
+    with _eval_mode(ebm, sample_in_eval_mode):
+        samples = sampler.sample(ebm.energy, x.shape[0], generator=generator)
+    real, fake = _ebm_forward(ebm, x, samples, joint_forward)
+    negatives = fake.direction.detach() if extra_negatives else None
+    guide_out = guide.contrastive_loss(x, extra_negatives=negatives, generator=generator)
+    ebm_out = loss_fn(real, fake.energy, guide_out.target)
+    total = ebm_out.loss + guide_out.loss
+    ebm_optimizer.zero_grad(set_to_none=True)
+    guide_optimizer.zero_grad(set_to_none=True)
+    total.backward()  # type: ignore[no-untyped-call]
+    ebm_optimizer.step()
+    guide_optimizer.step()
+    terms = {"loss": total.detach(), "nce": guide_out.loss.detach(), **ebm_out.terms}
+    return StepOutput(terms, samples)
