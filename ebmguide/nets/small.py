@@ -1,0 +1,152 @@
+"""CPU-sized backbones for toy 2-D data and small (16×16 or 32×32) images.
+
+Both return features ``(B, feature_dim)`` for :class:`~ebmguide.energy.SphericalEBM` or
+:class:`~ebmguide.guide.SimCLRGuide` to put their heads on. As an EBM backbone use spectral
+normalization and no normalization layers (the defaults); as a contrastive encoder use
+``spectral_norm=False, norm="batch", activation=nn.ReLU()``.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+from torch.nn.utils import parametrizations
+
+from ebmguide.nets.clel_resnet import ChannelNormalize
+
+__all__ = ["MLPBackbone", "SmallCNN"]
+
+_NORMS = ("none", "batch")
+
+
+def _activation(activation: nn.Module | None) -> nn.Module:
+    """A fresh copy of ``activation`` (LeakyReLU(0.2) when None)."""
+    if activation is None:
+        return nn.LeakyReLU(0.2)
+    if not isinstance(activation, nn.Module):
+        raise TypeError(
+            f"activation must be an nn.Module instance such as nn.ReLU(), got "
+            f"{type(activation).__name__}."
+        )
+    return copy.deepcopy(activation)
+
+
+def _positive(**values: int) -> None:
+    """Raise ValueError naming the first argument that is not a positive integer."""
+    for name, value in values.items():
+        if value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value}.")
+
+
+class MLPBackbone(nn.Module):
+    """``depth`` Linear layers, each followed by the activation; ``(B, in_dim) -> (B, F)``.
+
+    Args:
+        in_dim: input size (2 for toy 2-D data).
+        hidden: width of the hidden layers.
+        depth: number of Linear layers (≥ 1); the last maps to ``feature_dim``.
+        feature_dim: output size.
+        activation: activation module, copied after every layer; LeakyReLU(0.2) by default.
+        spectral_norm: wrap every Linear in spectral normalization.
+
+    Example:
+        >>> import torch
+        >>> MLPBackbone(in_dim=2, feature_dim=16)(torch.randn(5, 2)).shape
+        torch.Size([5, 16])
+    """
+
+    def __init__(
+        self,
+        in_dim: int = 2,
+        hidden: int = 128,
+        depth: int = 3,
+        feature_dim: int = 128,
+        *,
+        activation: nn.Module | None = None,
+        spectral_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        _positive(in_dim=in_dim, hidden=hidden, depth=depth, feature_dim=feature_dim)
+        sizes = [in_dim] + [hidden] * (depth - 1) + [feature_dim]
+        layers: list[nn.Module] = []
+        for n_in, n_out in itertools.pairwise(sizes):
+            linear = nn.Linear(n_in, n_out)
+            layers.append(parametrizations.spectral_norm(linear) if spectral_norm else linear)
+            layers.append(_activation(activation))
+        self.net = nn.Sequential(*layers)
+        self.in_dim = in_dim
+        self.feature_dim = feature_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, in_dim) -> (B, feature_dim)``."""
+        if x.dim() != 2 or x.shape[1] != self.in_dim:
+            raise ValueError(f"expected inputs of shape (B, {self.in_dim}), got {tuple(x.shape)}.")
+        out: Tensor = self.net(x)
+        return out
+
+
+class SmallCNN(nn.Module):
+    """Four 3×3 convs (two of stride 2), then global average pooling.
+
+    Channels go ``in_channels → width → 2·width → 2·width → feature_dim``; the spatial size halves
+    twice (16×16 → 4×4, 32×32 → 8×8) and the pooling makes any size ≥ 4 work.
+
+    Args:
+        in_channels: image channels.
+        width: channels of the first conv.
+        feature_dim: output size, the channels of the last conv; ``4 * width`` when None.
+        spectral_norm: wrap every conv in spectral normalization (for an EBM).
+        norm: ``"none"`` or ``"batch"`` (BatchNorm after every conv, for a contrastive encoder;
+            convs then have no bias).
+        activation: activation module, copied after every conv; LeakyReLU(0.2) by default.
+        mean: optional per-channel input mean; with ``std``, inputs are normalized inside.
+        std: optional per-channel input std, given together with ``mean``.
+
+    Example:
+        >>> import torch
+        >>> SmallCNN(width=8)(torch.rand(2, 3, 16, 16)).shape
+        torch.Size([2, 32])
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        width: int = 32,
+        feature_dim: int | None = None,
+        *,
+        spectral_norm: bool = True,
+        norm: str = "none",
+        activation: nn.Module | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        feature_dim = 4 * width if feature_dim is None else feature_dim
+        _positive(in_channels=in_channels, width=width, feature_dim=feature_dim)
+        if norm not in _NORMS:
+            raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}.")
+        if (mean is None) != (std is None):
+            raise ValueError("give both mean and std to normalize inputs, or neither.")
+        self.normalize: nn.Module = (
+            nn.Identity() if mean is None or std is None else ChannelNormalize(mean, std)
+        )
+        plan = [(in_channels, width, 1), (width, 2 * width, 2),
+                (2 * width, 2 * width, 1), (2 * width, feature_dim, 2)]
+        layers: list[nn.Module] = []
+        for c_in, c_out, stride in plan:
+            conv = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=norm == "none")
+            layers.append(parametrizations.spectral_norm(conv) if spectral_norm else conv)
+            if norm == "batch":
+                layers.append(nn.BatchNorm2d(c_out))
+            layers.append(_activation(activation))
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        self.net = nn.Sequential(*layers)
+        self.feature_dim = feature_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, in_channels, H, W) -> (B, feature_dim)``."""
+        out: Tensor = self.net(self.normalize(x))
+        return out
