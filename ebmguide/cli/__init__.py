@@ -1,0 +1,65 @@
+"""The ``ebmguide`` command: one subcommand per module of this package.
+
+Each module ``ebmguide/cli/<name>.py`` listed in :data:`COMMANDS` exposes
+``register(subparsers)``, which adds its parser and sets ``func=run`` with
+``run(args) -> int``. User errors (``ValueError``, ``TypeError``, ``FileNotFoundError`` and
+:class:`~ebmguide.runner.DivergenceError`) are printed as ``ebmguide: error: <message>`` with exit
+code 2 and no traceback, unless ``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+from collections.abc import Sequence
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+COMMANDS = ("demo", "train", "sample", "evaluate", "compose", "ood")
+"""Subcommand modules, in the order ``--help`` lists them (modules not installed are skipped)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every available subcommand registered."""
+    from ebmguide import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="ebmguide",
+        description="Train and use energy-based models guided by contrastive latent variables "
+                    "(CLEL, ICLR 2023).",
+        epilog="Run `ebmguide <command> --help` for a command's options. Start with "
+               "`ebmguide demo`.",
+    )
+    parser.add_argument("--version", action="version", version=f"ebmguide {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show full tracebacks instead of one-line error messages")
+    subparsers = parser.add_subparsers(dest="command", metavar="<command>")
+    for name in COMMANDS:
+        if importlib.util.find_spec(f"ebmguide.cli.{name}") is None:
+            continue
+        importlib.import_module(f"ebmguide.cli.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    from ebmguide.runner import DivergenceError
+
+    try:
+        code: int = args.func(args)
+    except (ValueError, TypeError, FileNotFoundError, ImportError, DivergenceError) as err:
+        if args.debug:
+            raise
+        print(f"ebmguide: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ebmguide: interrupted", file=sys.stderr)
+        return 130
+    return code

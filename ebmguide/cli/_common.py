@@ -1,0 +1,43 @@
+"""Helpers shared by the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+__all__ = ["add_set_option", "describe_run", "sample_command"]
+
+
+def add_set_option(parser: argparse.ArgumentParser) -> None:
+    """``--set section.key=value`` (repeatable; values are TOML literals)."""
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override one setting, e.g. --set train.iterations=200 --set optim.ebm_lr=1e-4 "
+             "(values are TOML literals; repeatable)")
+
+
+def sample_command(checkpoint: Path) -> str:
+    """The exact command that samples from ``checkpoint``."""
+    return f"ebmguide sample --checkpoint {shlex.quote(str(checkpoint))} --n 64"
+
+
+def describe_run(run_dir: Path, final: dict[str, float]) -> str:
+    """A few lines naming the run folder, its files and the next command."""
+    from ebmguide.runner import find_checkpoint
+
+    checkpoint = find_checkpoint(run_dir)
+    samples = sorted((run_dir / "samples").glob("iter-*.png"))
+    lines = [f"run folder:  {run_dir}",
+             f"  config:      {run_dir / 'config.toml'}",
+             f"  metrics:     {run_dir / 'metrics.jsonl'}",
+             f"  checkpoint:  {checkpoint}"]
+    if samples:
+        lines.append(f"  samples:     {samples[-1]}  (data | replay buffer | fresh chains)")
+    if (run_dir / "tensorboard").is_dir():
+        lines.append(f"  tensorboard: tensorboard --logdir {run_dir / 'tensorboard'}")
+    if final:
+        lines.append("final evaluation (" + ", ".join(f"{k} = {v:.4g}" for k, v in final.items())
+                     + ")")
+    lines.append(f"sample from it:  {sample_command(checkpoint)}")
+    return "\n".join(lines)

@@ -1,0 +1,86 @@
+"""``ebmguide train``: train CLEL from a TOML configuration, or resume a run."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ebmguide.cli._common import add_set_option, describe_run
+
+__all__ = ["register", "run"]
+
+DESCRIPTION = """\
+Train CLEL from a configuration: a shipped recipe by name (demo, toy2d, cifar10_cpu,
+cifar10_clel_base, cifar10_clel_large, imagenet32_clel_base, ...) or a TOML file. The run folder
+receives config.toml, metrics.jsonl, sample grids and checkpoints. --resume continues a run
+exactly where its last checkpoint left it (bit-identical on CPU)."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the ``train`` subcommand."""
+    p = subparsers.add_parser("train", help="train CLEL from a TOML configuration",
+                              description=DESCRIPTION)
+    p.add_argument("--config", metavar="NAME|FILE",
+                   help="a shipped config name (see --list) or a path to a .toml file")
+    add_set_option(p)
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="run folder (default: runs/<config name>)")
+    p.add_argument("--resume", metavar="RUN|CHECKPOINT",
+                   help="continue from a run folder's newest checkpoint or from a checkpoint file "
+                        "(its config is used; --set still applies)")
+    p.add_argument("--until", type=int, metavar="ITER",
+                   help="stop after this iteration with a checkpoint (continue with --resume)")
+    p.add_argument("--list", action="store_true", help="list the shipped configs and exit")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved configuration as TOML and exit")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``ebmguide train``."""
+    from ebmguide.builders import resolve_device
+    from ebmguide.config import (
+        apply_overrides,
+        config_from_dict,
+        dumps_toml,
+        load_config,
+        shipped_configs,
+    )
+    from ebmguide.distributed import distributed_session
+    from ebmguide.runner import Trainer, load_state
+
+    if args.list:
+        print("\n".join(shipped_configs()))
+        return 0
+    checkpoint: Path | None = None
+    if args.resume is not None:
+        if args.config is not None:
+            raise ValueError("--resume continues a run with its own config; leave out --config "
+                             "(use --set to change settings).")
+        # The newest checkpoint that loads: a damaged newest one is skipped with a warning.
+        state, checkpoint = load_state(args.resume)
+        cfg = config_from_dict(apply_overrides(state["config"], args.overrides))
+        run_dir = args.out or checkpoint.parent.parent
+    elif args.config is None:
+        raise ValueError("give --config NAME|FILE (e.g. --config demo) or --resume RUN.")
+    else:
+        cfg = load_config(args.config, args.overrides)
+        run_dir = args.out or Path("runs") / cfg.name
+        if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
+            raise ValueError(f"{run_dir} already holds checkpoints: continue it with --resume "
+                             f"{run_dir}, or pick another folder with --out.")
+    if args.print_config:
+        print(dumps_toml(cfg), end="")
+        return 0
+    # Under torchrun (RANK/WORLD_SIZE set) this trains data-parallel; see docs/distributed.md.
+    with distributed_session(resolve_device(cfg.device)) as ctx:
+        trainer = Trainer(cfg, run_dir, resume=checkpoint, progress=not args.no_progress,
+                          dist=ctx)
+        try:
+            final = trainer.run(until=args.until)
+        finally:
+            trainer.close()  # DDP released before the process group goes
+    if ctx.is_main:
+        print(describe_run(run_dir, final))
+    return 0

@@ -1,0 +1,81 @@
+"""Run logging: a JSON-lines file always, TensorBoard when ``torch.utils.tensorboard`` imports."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+__all__ = ["RunLogger", "read_metrics"]
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe: non-finite floats become strings ("nan", "inf"), never silently numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+class RunLogger:
+    """Appends records to ``<run>/metrics.jsonl`` and mirrors numbers to TensorBoard.
+
+    Each record is one JSON object on one line with at least ``kind`` (``"train"`` or
+    ``"eval"``) and ``iteration``.
+
+    Args:
+        run_dir: the run folder.
+        tensorboard: also write TensorBoard events to ``<run>/tensorboard`` when the optional
+            dependency (``pip install tensorboard``) is importable.
+        resume_iteration: on resume, records after this iteration (written by the interrupted
+            run after its last checkpoint) are dropped first, so the file has no duplicates.
+    """
+
+    def __init__(self, run_dir: str | Path, *, tensorboard: bool = True,
+                 resume_iteration: int | None = None) -> None:
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_iteration is not None and self.path.exists():
+            kept = [r for r in read_metrics(self.path) if r.get("iteration", 0) <= resume_iteration]
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+        self._file = self.path.open("a", encoding="utf-8")
+        self._writer: Any = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+            except ImportError:  # the optional dependency is missing: JSONL only
+                self._writer = None
+
+    @property
+    def tensorboard(self) -> bool:
+        """Whether TensorBoard events are written."""
+        return self._writer is not None
+
+    def log(self, kind: str, iteration: int, values: dict[str, Any]) -> None:
+        """Write one record, flushed at once."""
+        record = {"kind": kind, "iteration": iteration, **{k: _plain(v) for k, v in values.items()}}
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        if self._writer is not None:
+            for key, value in values.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self._writer.add_scalar(f"{kind}/{key}", value, iteration)
+
+    def close(self) -> None:
+        """Close the files."""
+        self._file.close()
+        if self._writer is not None:
+            self._writer.close()
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """All records of a metrics.jsonl file (a torn last line, from a crash, is skipped)."""
+    records = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records

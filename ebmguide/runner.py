@@ -1,0 +1,408 @@
+"""The training run behind ``ebmguide train`` and ``ebmguide demo``.
+
+:class:`Trainer` builds everything from a :class:`~ebmguide.config.RunConfig`, runs CLEL
+iterations with :func:`~ebmguide.training.clel_step`, and writes a run folder::
+
+    <run>/config.toml           the resolved configuration
+    <run>/metrics.jsonl         training terms every train.log_every iterations, evaluations
+    <run>/checkpoints/ckpt-<iteration>.pt
+    <run>/samples/iter-<iteration>.png   data | replay buffer | fresh chains
+    <run>/feature_net.pt        the cached evaluation network (shapes data)
+    <run>/tensorboard/          when torch.utils.tensorboard imports
+
+All randomness comes from explicit generators whose states are checkpointed, so on CPU
+``N`` iterations straight and ``N/2`` + resume + ``N/2`` give bit-identical parameters.
+
+Divergence guard: after every iteration one host sync checks that the samples, energies and loss
+terms are finite. With ``train.on_divergence = "stop"`` a :class:`DivergenceError` names the
+iteration, the first non-finite term and the last good checkpoint; with ``"rollback"`` the run
+reloads the last good checkpoint, multiplies both learning rates by ``train.rollback_lr_factor``,
+reseeds its generator, and goes on, at most ``train.max_rollbacks`` times.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ebmguide.builders import build_components, load_training_data, resolve_device
+from ebmguide.checkpoint import CheckpointManager, load_checkpoint
+from ebmguide.config import (
+    RunConfig,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    dumps_toml,
+)
+from ebmguide.distributed import (
+    DistributedContext,
+    all_ranks,
+    local_context,
+    rank_seed,
+    reduce_mean,
+    release_ddp,
+    wrap_ddp,
+)
+from ebmguide.distributed.trainer import (
+    NullLogger,
+    gather_rank_state,
+    rank_config,
+    rank_zero_checkpoints,
+    select_rank_state,
+)
+from ebmguide.ema import update_ema
+from ebmguide.energy import SphericalEBM
+from ebmguide.evaluation import Evaluator, fresh_chains
+from ebmguide.grid import save_panels
+from ebmguide.logging_utils import RunLogger
+from ebmguide.training import clel_step
+
+__all__ = ["DivergenceError", "Trainer", "find_checkpoint", "load_run", "load_state"]
+
+CHECK_ORDER = ("samples", "energy_real", "energy_fake", "cd", "reg", "align", "nce", "loss",
+               "parameters")
+"""Order in which the divergence guard names the first non-finite term (the likely cause first)."""
+
+_ROLLBACK_SEED_STRIDE = 1_000_003  # a rollback reseeds the run's generator with seed + k·stride
+
+
+class DivergenceError(RuntimeError):
+    """Training produced a non-finite value.
+
+    Attributes:
+        iteration: the iteration (1-based) whose result was not finite.
+        term: the first non-finite term of :data:`CHECK_ORDER`.
+        checkpoint: the last good checkpoint, or None when none was written yet.
+    """
+
+    def __init__(self, iteration: int, term: str, checkpoint: Path | None,
+                 detail: str = "") -> None:
+        self.iteration, self.term, self.checkpoint = iteration, term, checkpoint
+        where = (f"the last good checkpoint is {checkpoint}; resume from it with a lower learning "
+                 f"rate (--set optim.ebm_lr=...) or set train.on_divergence = \"rollback\""
+                 if checkpoint is not None else "no checkpoint was written yet")
+        super().__init__(f"training diverged at iteration {iteration}: {term} is not finite"
+                         f"{detail}; {where}.")
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or the newest one of a run folder (``<run>/checkpoints``)."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    folder = p / "checkpoints" if (p / "checkpoints").is_dir() else p
+    found = CheckpointManager(folder).checkpoints() if folder.is_dir() else []
+    if not found:
+        raise FileNotFoundError(f"no checkpoint at {p}: pass a checkpoint file or a run folder "
+                                f"holding checkpoints/ckpt-*.pt.")
+    return found[-1]
+
+
+def load_state(path: str | Path) -> tuple[dict[str, Any], Path]:
+    """A checkpoint's state and path: a file, or a run folder's newest checkpoint that loads.
+
+    A damaged newest checkpoint of a folder is skipped with a warning.
+    """
+    p = Path(path)
+    if p.is_dir():
+        folder = p / "checkpoints" if (p / "checkpoints").is_dir() else p
+        loaded = CheckpointManager(folder).load_latest()
+        if loaded is None:
+            raise FileNotFoundError(f"no checkpoint at {p}: pass a checkpoint file or a run "
+                                    f"folder holding checkpoints/ckpt-*.pt.")
+        return loaded
+    state = load_checkpoint(p)
+    if state.get("format") != "ebmguide-checkpoint":
+        raise ValueError(f"{p} is not an ebmguide training checkpoint.")
+    return state, p
+
+
+def load_run(path: str | Path, overrides: Sequence[str] = ()) -> tuple[dict[str, Any], RunConfig]:
+    """Load a checkpoint (file or run folder) and its configuration, with overrides applied."""
+    state, _ = load_state(path)
+    return state, config_from_dict(apply_overrides(state["config"], overrides))
+
+
+class Trainer:
+    """One training run; see the module docstring for the folder it writes.
+
+    Args:
+        cfg: the configuration.
+        run_dir: the run folder (created).
+        resume: a checkpoint file or run folder to continue from.
+        progress: show a tqdm progress bar.
+        hooks: callables ``hook(trainer, iteration)`` run before each iteration (0-based), e.g.
+            for fault injection in tests.
+        dist: the torchrun context from :func:`ebmguide.distributed.init_distributed` for a
+            data-parallel run (see docs/distributed.md); default: one process on ``cfg.device``.
+            Call :meth:`close` before the process group is destroyed.
+    """
+
+    def __init__(self, cfg: RunConfig, run_dir: str | Path, *, resume: str | Path | None = None,
+                 progress: bool = True,
+                 hooks: Sequence[Callable[[Trainer, int], None]] = (),
+                 dist: DistributedContext | None = None) -> None:
+        self.cfg, self.run_dir, self.progress, self.hooks = cfg, Path(run_dir), progress, hooks
+        if cfg.train.num_threads > 0:
+            torch.set_num_threads(cfg.train.num_threads)
+        self.dist = dist if dist is not None else local_context(resolve_device(cfg.device))
+        self.device = self.dist.device
+        self.data = load_training_data(cfg)  # fails at once when the data is absent
+        self.generator = torch.Generator(self.device).manual_seed(rank_seed(cfg.seed,
+                                                                            self.dist.rank))
+        # distributed: each rank builds with its share of the buffer and a global-batch EMA
+        self.parts = build_components(rank_config(cfg, self.dist), self.data.shape, self.device,
+                                      self.generator)
+        self.batches = self.data.batches(cfg.train.batch_size, cfg.seed + 1, self.device,
+                                         rank=self.dist.rank, world_size=self.dist.world_size)
+        self.iteration, self.rollbacks, self.lr_scale = 0, 0, 1.0
+        self.last: dict[str, float] = {}
+        self.manager = rank_zero_checkpoints(CheckpointManager(
+            self.run_dir / "checkpoints", keep=cfg.train.keep_checkpoints), self.dist)
+        if resume is not None:
+            self.load_state_dict(load_state(resume)[0])
+        if self.dist.is_main:  # distributed: rank 0 alone writes files and logs
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.toml").write_text(dumps_toml(cfg), encoding="utf-8")
+        self.logger: RunLogger | NullLogger = NullLogger()
+        if self.dist.is_main:
+            self.logger = RunLogger(self.run_dir, tensorboard=cfg.train.tensorboard,
+                                    resume_iteration=self.iteration if resume is not None else None)
+        # distributed: DDP-wrapped networks for the training step (the plain ones on one process)
+        self.train_ebm, self.train_guide = wrap_ddp(self.parts.ebm, self.parts.guide, self.dist)
+        self._evaluator: Evaluator | None = None
+
+    def close(self) -> None:
+        """Release the DDP wrappers (before the process group is destroyed); idempotent."""
+        release_ddp(self.train_ebm, self.train_guide)
+        self.train_ebm, self.train_guide = self.parts.ebm, self.parts.guide
+
+    # -- state -------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The checkpoint of the run (see docs: checkpoint format)."""
+        p, o = self.parts, self.parts.optimizers
+        return gather_rank_state({  # distributed: per-rank sampler/data/rng lists on rank 0
+            "format": "ebmguide-checkpoint", "version": 1, "iteration": self.iteration,
+            "config": config_to_dict(self.cfg),
+            "ebm": p.ebm.state_dict(), "guide": p.guide.state_dict(),
+            "ebm_ema": p.ebm_ema.state_dict(), "guide_ema": p.guide_ema.state_dict(),
+            "optimizers": {"ebm": o.ebm.state_dict(), "guide": o.guide.state_dict(),
+                           "ebm_scheduler": o.ebm_scheduler.state_dict(),
+                           "guide_scheduler": o.guide_scheduler.state_dict()},
+            "sampler": p.sampler.state_dict(), "data": self.batches.state_dict(),
+            "rng": {"generator": self.generator.get_state(), "torch": torch.get_rng_state()},
+            "world_size": self.dist.world_size, "metrics": dict(self.last),
+            "divergence": {"rollbacks": self.rollbacks, "lr_scale": self.lr_scale},
+        }, self.dist)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` (networks, optimizers, buffer, data position, RNG)."""
+        if state.get("format") != "ebmguide-checkpoint":
+            raise ValueError("this file is not an ebmguide training checkpoint.")
+        state = select_rank_state(state, self.dist)  # distributed: checks W, takes this rank's
+        p, o = self.parts, self.parts.optimizers
+        p.ebm.load_state_dict(state["ebm"])
+        p.guide.load_state_dict(state["guide"])
+        p.ebm_ema.load_state_dict(state["ebm_ema"])
+        p.guide_ema.load_state_dict(state["guide_ema"])
+        for name in ("ebm", "guide", "ebm_scheduler", "guide_scheduler"):
+            getattr(o, name).load_state_dict(state["optimizers"][name])
+        p.sampler.load_state_dict(state["sampler"])
+        self.batches.load_state_dict(state["data"])
+        self.generator.set_state(state["rng"]["generator"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.iteration = int(state["iteration"])
+        guard = state.get("divergence", {})
+        self.rollbacks = int(guard.get("rollbacks", 0))
+        self.lr_scale = float(guard.get("lr_scale", 1.0))
+        self.last = dict(state.get("metrics", {}))
+
+    def save_checkpoint(self) -> Path:
+        """Write a checkpoint of the current state (atomically)."""
+        return self.manager.save(self.state_dict(), self.iteration)
+
+    # -- the loop ----------------------------------------------------------------------------
+    def step(self) -> dict[str, Tensor]:
+        """One iteration; returns the detached terms (not yet checked for finiteness)."""
+        p, o = self.parts, self.parts.optimizers
+        x = next(self.batches).to(self.device)
+        out = clel_step(self.train_ebm, self.train_guide, p.sampler, x, ebm_optimizer=o.ebm,
+                        guide_optimizer=o.guide, loss_fn=p.loss_fn, generator=self.generator,
+                        extra_negatives=self.cfg.guide.extra_negatives,
+                        joint_forward=self.cfg.train.joint_forward)
+        o.ebm_scheduler.step()
+        o.guide_scheduler.step()
+        finite = p.sampler.last_finite
+        all_finite = finite.all() if finite is not None else out.samples.isfinite().all()
+        terms = dict(out.terms)
+        terms["samples"] = torch.where(all_finite, 0.0, float("nan"))  # NaN flags a bad chain
+        return terms
+
+    def _parameters_flag(self) -> Tensor:
+        """0 when both networks' parameters are finite, else NaN (no host sync)."""
+        params = [p for m in (self.parts.ebm, self.parts.guide) for p in m.parameters()]
+        finite = torch.stack([p.isfinite().all() for p in params]).all()
+        return torch.where(finite, 0.0, float("nan"))
+
+    def _first_nonfinite(self, terms: dict[str, Tensor]) -> str | None:
+        keys = [k for k in CHECK_ORDER if k in terms]
+        finite = torch.stack([terms[k].float().isfinite().all() for k in keys])
+        flags = all_ranks(finite).tolist()  # 1 sync; distributed: every rank decides alike
+        return next((k for k, ok in zip(keys, flags, strict=True) if not ok), None)
+
+    def run(self, until: int | None = None) -> dict[str, float]:
+        """Train up to ``until`` (default: ``train.iterations``); returns the final evaluation.
+
+        A checkpoint is written every ``train.checkpoint_every`` iterations and at the end.
+        Stopping early (``until`` below the total) and resuming gives the same result.
+        """
+        t = self.cfg.train
+        end = t.iterations if until is None else min(until, t.iterations)
+        if t.on_divergence == "rollback" and not self.manager.checkpoints():
+            self.save_checkpoint()  # something good to roll back to
+        bar = self._progress_bar(end)
+        if self.iteration == 0 and self.cfg.eval.every > 0:
+            self.evaluate(fresh=False)
+        clock, last_iteration = time.perf_counter(), self.iteration
+        try:
+            while self.iteration < end:
+                for hook in self.hooks:
+                    hook(self, self.iteration)
+                terms = self.step()
+                if (self.iteration + 1) % t.checkpoint_every == 0 or self.iteration + 1 == end:
+                    # A NaN gradient under a finite loss poisons the weights with no term to
+                    # show it: check them before any checkpoint can be written.
+                    terms["parameters"] = self._parameters_flag()
+                bad = self._first_nonfinite(terms)
+                if bad is not None:
+                    self._diverged(bad)
+                    bar.n = self.iteration
+                    bar.refresh()
+                    continue
+                update_ema(self.parts.ebm_ema, self.parts.ebm)
+                update_ema(self.parts.guide_ema, self.parts.guide)
+                self.iteration += 1
+                bar.update(1)
+                if self.iteration % t.log_every == 0 or self.iteration == end:
+                    now = time.perf_counter()
+                    rate = (self.iteration - last_iteration) / max(now - clock, 1e-9)
+                    clock, last_iteration = now, self.iteration
+                    self._log_terms(terms, rate, bar)
+                self._periodic(end)
+        finally:
+            bar.close()
+        final = self.evaluate(fresh=True) if self.iteration >= t.iterations else {}
+        if not self.manager.checkpoints() or self._latest_iteration() != self.iteration:
+            self.save_checkpoint()
+        self.logger.close()
+        return final
+
+    def _latest_iteration(self) -> int:
+        latest = self.manager.checkpoints()
+        return int(latest[-1].stem.rsplit("-", 1)[-1]) if latest else -1
+
+    def _progress_bar(self, end: int) -> Any:
+        from tqdm.auto import tqdm
+
+        return tqdm(total=end, initial=self.iteration,
+                    disable=not self.progress or not self.dist.is_main,
+                    desc=self.cfg.name, unit="it", dynamic_ncols=True, mininterval=0.5)
+
+    def _periodic(self, end: int) -> None:
+        t, e = self.cfg.train, self.cfg.eval
+        if e.every > 0 and self.iteration % e.every == 0 and self.iteration < t.iterations:
+            self.evaluate(fresh=False)
+        if self.dist.is_main and (self.iteration % t.sample_every == 0 or self.iteration == end):
+            self.save_samples()
+        if self.iteration % t.checkpoint_every == 0 and self.iteration < end:
+            self.save_checkpoint()
+
+    def _log_terms(self, terms: dict[str, Tensor], rate: float, bar: Any) -> None:
+        averaged = reduce_mean(terms)  # distributed: global-batch means (collective)
+        values = {k: float(averaged[k]) for k in terms if k not in ("samples", "parameters")}
+        values["energy_gap"] = values["energy_fake"] - values["energy_real"]
+        values["lr_ebm"] = self.parts.optimizers.ebm.param_groups[0]["lr"]
+        values["lr_guide"] = self.parts.optimizers.guide.param_groups[0]["lr"]
+        values["its_per_s"] = rate
+        self.last = values
+        self.logger.log("train", self.iteration, values)
+        bar.set_postfix({"loss": f"{values['loss']:.3f}", "cd": f"{values['cd']:.3f}",
+                         "nce": f"{values['nce']:.2f}", "gap": f"{values['energy_gap']:.3f}"},
+                        refresh=False)
+
+    # -- divergence ----------------------------------------------------------------------------
+    def _diverged(self, term: str) -> None:
+        t = self.cfg.train
+        latest = self.manager.checkpoints()
+        checkpoint = latest[-1] if latest else None
+        failed = self.iteration + 1
+        self.logger.log("divergence", failed, {"term": term, "rollbacks": self.rollbacks,
+                                               "checkpoint": str(checkpoint)})
+        if t.on_divergence == "stop" or checkpoint is None or self.rollbacks >= t.max_rollbacks:
+            detail = (f" after {self.rollbacks} rollback(s) (train.max_rollbacks = "
+                      f"{t.max_rollbacks})" if t.on_divergence == "rollback" else "")
+            self.logger.close()
+            raise DivergenceError(failed, term, checkpoint, detail)
+        loaded = self.manager.load_latest()
+        assert loaded is not None  # a checkpoint exists: checked above
+        rollbacks = self.rollbacks + 1
+        self.load_state_dict(loaded[0])
+        self.rollbacks, scale = rollbacks, t.rollback_lr_factor ** rollbacks
+        factor, self.lr_scale = scale / self.lr_scale, scale  # relative to the checkpoint's lrs
+        for opt, sched in ((self.parts.optimizers.ebm, self.parts.optimizers.ebm_scheduler),
+                           (self.parts.optimizers.guide, self.parts.optimizers.guide_scheduler)):
+            sched.base_lrs = [lr * factor for lr in sched.base_lrs]
+            for group in opt.param_groups:
+                group["lr"] *= factor
+        self.generator.manual_seed(rank_seed(self.cfg.seed + _ROLLBACK_SEED_STRIDE * rollbacks,
+                                             self.dist.rank))
+        self.logger.log("rollback", self.iteration, {"from": str(loaded[1]), "lr_scale": scale,
+                                                     "rollbacks": rollbacks})
+
+    # -- evaluation and samples --------------------------------------------------------------
+    @property
+    def evaluator(self) -> Evaluator:
+        """The run's evaluator (built on first use: it may train the feature network)."""
+        if self._evaluator is None:
+            self._evaluator = Evaluator(self.cfg, self.data, self.run_dir)
+        return self._evaluator
+
+    def _fresh(self, n: int) -> Tensor:
+        steps = self.cfg.eval.fresh_steps or self.cfg.sampler.n_steps
+        g = torch.Generator(self.device).manual_seed(self.cfg.seed + 17)
+        ema = self.parts.ebm_ema.module
+        assert isinstance(ema, SphericalEBM)  # the AveragedModel of build_components' EBM
+        was_training = ema.training
+        ema.eval()
+        try:
+            return fresh_chains(ema.energy, self.cfg, self.data.shape, n, steps=steps,
+                                generator=g, device=self.device)
+        finally:
+            ema.train(was_training)
+
+    def evaluate(self, *, fresh: bool) -> dict[str, float]:
+        """Score the replay buffer (and, with ``fresh``, fresh EMA chains); log and return it."""
+        if not self.dist.is_main:  # distributed: rank 0 evaluates its own buffer
+            return {}
+        if not self.evaluator.active:
+            return {}
+        n = self.cfg.eval.n_samples
+        values = self.evaluator(self.parts.sampler.buffer.states[:n], "buffer")
+        if fresh:
+            values.update(self.evaluator(self._fresh(n), "fresh"))
+        self.logger.log("eval", self.iteration, values)
+        return values
+
+    def save_samples(self) -> Path:
+        """Write ``samples/iter-<iteration>.png``: data | replay buffer | fresh EMA chains."""
+        k = self.cfg.eval.grid_size
+        fresh = 512 if self.data.kind == "vector" else k
+        data = self.data.held_out(fresh)
+        panels = [("data", data), ("replay buffer", self.parts.sampler.buffer.states[:fresh]),
+                  ("fresh chains (EMA)", self._fresh(fresh))]
+        return save_panels(panels, self.run_dir / "samples" / f"iter-{self.iteration:08d}.png")

@@ -1,0 +1,122 @@
+"""``ebmguide compose``, ``ebmguide ood`` and ``ebmguide sample --condition`` on a tiny run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ebmguide.cli import main
+
+TINY = [
+    "data.n_train=128", "model.width=4", "model.latent_dim=8", "model.hidden_dim=16",
+    "guide.width=4", "guide.hidden_dim=16", "sampler.buffer_size=32", "sampler.n_steps=2",
+    "train.iterations=2", "train.batch_size=8", "train.checkpoint_every=2",
+    "train.sample_every=1000", "train.num_threads=1", "eval.every=0", 'eval.feature_net="none"',
+    "eval.fresh_steps=2", "eval.n_samples=8", "eval.grid_size=4",
+]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("tiny-run")
+    args = ["train", "--config", "demo", "--out", str(out), "--no-progress"]
+    for item in TINY:
+        args += ["--set", item]
+    assert main(args) == 0
+    return out
+
+
+def _png_rows(path: Path) -> tuple[int, int]:
+    with Image.open(path) as img:
+        return img.size
+
+
+def test_compose_writes_a_row_per_condition_and_the_composition(
+        run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "grid.png"
+    code = main(["compose", "--checkpoint", str(run_dir), "--and", "colour=red", "--and",
+                 "shape=square", "--not", "scale=small", "--n", "3", "--steps", "1",
+                 "--labelled", "60", "-o", str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "colour=red AND shape=square AND NOT scale=small" in text
+    composed = np.load(out.with_suffix(".npz"))["images"]
+    assert composed.shape == (3, 3, 16, 16) and composed.dtype == np.uint8
+    full_h = _png_rows(out)[1]
+    assert main(["compose", "--checkpoint", str(run_dir), "--and", "colour=red", "--and",
+                 "shape=square", "--not", "scale=small", "--n", "3", "--steps", "1",
+                 "--labelled", "60", "--composed-only", "-o", str(tmp_path / "one.png")]) == 0
+    one_h = _png_rows(tmp_path / "one.png")[1]
+    assert full_h > 4 * one_h  # unconditional + 3 terms + composition, one row each
+
+
+def test_compose_or_with_a_reference_image(run_dir: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    ref = tmp_path / "ref.png"
+    array = np.zeros((32, 32, 3), dtype=np.uint8)
+    array[8:20, 8:20, 0] = 255
+    Image.fromarray(array).save(ref)
+    code = main(["compose", "--checkpoint", str(run_dir), "--or", "colour=blue", "--or", str(ref),
+                 "--and", "quadrant=top-left", "--n", "2", "--steps", "1", "--labelled", "60",
+                 "--beta", "5", "-o", str(tmp_path / "or.png")])
+    assert code == 0
+    assert f"quadrant=top-left AND (colour=blue OR {ref})" in capsys.readouterr().out
+
+
+def test_sample_condition_one_row_per_condition(run_dir: Path, tmp_path: Path) -> None:
+    code = main(["sample", "--checkpoint", str(run_dir), "--condition", "colour=green",
+                 "--condition", "quadrant=bottom-right", "--n", "4", "--steps", "1",
+                 "--labelled", "60", "--out", str(tmp_path)])
+    assert code == 0
+    data = np.load(tmp_path / "conditional.npz")
+    assert data["images"].shape == (2, 4, 3, 16, 16)
+    assert list(data["conditions"]) == ["colour=green", "quadrant=bottom-right"]
+    assert (tmp_path / "conditional.png").is_file()
+
+
+def test_ood_table_and_json(run_dir: Path, tmp_path: Path,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "ood.json"
+    code = main(["ood", "--checkpoint", str(run_dir), "--in", "shapes", "--out", "novel_colours",
+                 "--out", "noise", "--beta", "0.1", "--beta", "1", "--n", "40", "--json", str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "novel_colours" in text and "energy only" in text
+    result = json.loads(out.read_text())
+    assert set(result["auroc"]) == {"novel_colours", "noise"}
+    for row in result["auroc"].values():
+        assert set(row) == {"joint(beta=0.1)", "joint(beta=1)", "energy only"}
+        assert all(0.0 <= v <= 1.0 for v in row.values())
+
+
+def test_ood_cifar_folder(run_dir: Path, tmp_path: Path) -> None:
+    root = tmp_path / "cifar" / "test" / "cat"
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / f"{i}.jpg")
+    code = main(["ood", "--checkpoint", str(run_dir), "--out", f"cifar10:{tmp_path / 'cifar'}",
+                 "--n", "6"])
+    assert code == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [(["compose", "--and", "colour=pink"], "unknown colour 'pink'"),
+     (["compose", "--and", "mood=happy"], "unknown factor 'mood'"),
+     (["compose", "--and", "missing.png"], "neither factor=value"),
+     (["compose"], "at least one condition"),
+     (["sample", "--condition", "colour=red", "--protocol", "buffer"], "fresh chains"),
+     (["ood", "--out", "mnist"], "unknown set 'mnist'"),
+     (["ood"], "at least one --out")],
+)
+def test_user_errors_are_one_line(run_dir: Path, argv: list[str], message: str,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    code = main([argv[0], "--checkpoint", str(run_dir), *argv[1:]])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

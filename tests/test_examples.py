@@ -1,0 +1,52 @@
+"""Every recipe under examples/ runs with --smoke (in-process; one also as a subprocess)."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ["toy2d/train.py", "shapes/train.py", "cifar10_clel/train.py"]
+
+
+def load(script: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"example_{Path(script).parent.name}",
+                                                  ROOT / "examples" / script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> object:
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)  # the recipes set their own thread counts
+
+
+@pytest.mark.parametrize("script", EXAMPLES)
+def test_example_runs_with_smoke(script: str, tmp_path: Path) -> None:
+    module = load(script)
+    out = tmp_path / "run"
+    args = module.get_args_parser().parse_args(["--smoke", "--seed", "1", "--out", str(out)])
+    assert args.smoke and args.seed == 1
+    module.main(args)
+    assert sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert (out / "metrics.jsonl").is_file() and (out / "config.toml").is_file()
+    assert (ROOT / "examples" / Path(script).parent / "README.md").is_file()
+
+
+def test_example_runs_as_a_script(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "toy2d" / "train.py"), "--smoke",
+         "--out", str(tmp_path / "run")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "run folder:" in result.stdout
