@@ -24,6 +24,7 @@ Augment = Callable[[Tensor], Tensor]
 """Any batched augmentation: ``(B, C, H, W) -> (B, C, H, W)``."""
 
 AUGMENTATIONS = ("strong", "weak", "flip", "none")
+"""The names :func:`make_augmentation` accepts."""
 
 
 class _Clamp(nn.Module):
@@ -49,8 +50,13 @@ def make_augmentation(name: str, size: int | Sequence[int], channels: int = 3) -
         A module mapping ``(B, C, H, W)`` in [0, 1] to the same shape, range kept; per-sample
         parameters.
     """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be one of {AUGMENTATIONS}, got {type(name).__name__}; pass "
+                        f"a callable as the augmentation itself instead of a name.")
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+        raise ValueError(f"channels must be a positive int, got {channels!r}.")
     hw = (size, size) if isinstance(size, int) else tuple(size)
-    if len(hw) != 2 or min(hw) < 1:
+    if len(hw) != 2 or not all(isinstance(v, int) for v in hw) or min(hw) < 1:
         raise ValueError(f"size must be a positive int or (height, width), got {size!r}.")
     if name == "none":
         return nn.Identity()
@@ -93,6 +99,14 @@ def apply_augment(augment: Augment, x: Tensor, generator: torch.Generator | None
 
     Returns:
         The augmented batch, same shape as ``x``.
+
+    Example:
+        >>> augment = make_augmentation("strong", 16)
+        >>> x = torch.rand(4, 3, 16, 16)
+        >>> a = apply_augment(augment, x, torch.Generator().manual_seed(0))
+        >>> b = apply_augment(augment, x, torch.Generator().manual_seed(0))
+        >>> a.shape, torch.equal(a, b)
+        (torch.Size([4, 3, 16, 16]), True)
     """
     if generator is None:
         return augment(x)

@@ -6,6 +6,8 @@ import torch
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
+from ebmguide._validation import check_int, check_number
+
 __all__ = ["ema_decay", "make_ema", "update_ema"]
 
 
@@ -13,12 +15,13 @@ def ema_decay(half_life_images: float, batch_size: int) -> float:
     """Per-iteration decay for a half-life counted in images: 0.5 ** (batch_size / half_life).
 
     CLEL: a half-life of 20,000 images at batch 64 gives 0.5^(64/20000) ≈ 0.99778.
+
+    Example:
+        >>> round(ema_decay(20_000, 64), 5)
+        0.99778
     """
-    if not half_life_images > 0 or batch_size < 1:
-        raise ValueError(
-            f"half_life_images must be positive and batch_size >= 1, got {half_life_images} and "
-            f"{batch_size}."
-        )
+    check_number("half_life_images", half_life_images, low=0.0, strict=True)
+    check_int("batch_size", batch_size, low=1)
     return float(0.5 ** (batch_size / half_life_images))
 
 
@@ -43,6 +46,7 @@ def make_ema(
         ``ema.module`` for evaluation.
     """
     decay = ema_decay(half_life_images, batch_size)
+    check_int("copy_iterations", copy_iterations, low=0)
 
     def average(averaged: Tensor, current: Tensor, num_averaged: Tensor | int) -> Tensor:
         copy = torch.as_tensor(num_averaged, device=averaged.device) < copy_iterations

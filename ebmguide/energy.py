@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ebmguide._validation import check_int, check_number, check_tensor
 from ebmguide.protocols import EnergyFn, EnergyModel, EnergyOutput
 
 __all__ = ["SphericalEBM", "conditional_energy"]
@@ -77,10 +78,9 @@ class SphericalEBM(nn.Module):
                 )
         for name, value in (("feature_dim", feature_dim), ("latent_dim", latent_dim),
                             ("hidden_dim", hidden_dim)):
-            if value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value}.")
-        if init_std <= 0:
-            raise ValueError(f"init_std must be positive, got {init_std}.")
+            check_int(name, value, low=1)
+        check_number("init_std", init_std, low=0.0, strict=True)
+        check_number("negative_slope", negative_slope)
         self.backbone = backbone
         self.feature_dim = feature_dim
         self.latent_dim = latent_dim
@@ -150,7 +150,16 @@ def conditional_energy(
 
     Returns:
         A callable ``(B, *shape) -> (B,)`` usable with any sampler.
+
+    Example:
+        >>> from torch import nn
+        >>> ebm = SphericalEBM(nn.Flatten(), feature_dim=2, latent_dim=4, hidden_dim=8)
+        >>> energy_fn = conditional_energy(ebm, torch.randn(2, 4), beta=1.0, weights=[1.0, -0.5])
+        >>> energy_fn(torch.randn(5, 2)).shape
+        torch.Size([5])
     """
+    check_tensor("latents", latents)
+    check_number("beta", beta)
     if latents.dim() == 1:
         latents = latents.unsqueeze(0)
     if latents.dim() != 2:
@@ -159,6 +168,12 @@ def conditional_energy(
         )
     if beta < 0:
         raise ValueError(f"beta must be non-negative, got {beta}; use a negative weight to negate.")
+    size = getattr(model, "latent_dim", None)
+    if isinstance(size, int) and latents.shape[1] != size:
+        raise ValueError(
+            f"latents have size {latents.shape[1]} but the model's directions have size {size}; "
+            f"take latents from the guide that trained this model."
+        )
     z = F.normalize(latents.detach().float(), dim=1)
     if weights is None:
         w = torch.ones(z.shape[0], dtype=z.dtype, device=z.device)

@@ -6,7 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ebmguide._validation import check_number, check_tensor
 from ebmguide.augment import Augment, apply_augment, make_augmentation
+from ebmguide.distributed import gathered_nt_xent
 from ebmguide.losses import nt_xent
 from ebmguide.protocols import GuideOutput
 
@@ -49,6 +51,10 @@ class SimCLRGuide(nn.Module):
         augment: ``"strong"`` (default), ``"weak"``, ``"flip"``, ``"none"`` or any batched
             callable; names are built for the input size at the first call.
         temperature: NT-Xent τ (0.2 in CLEL).
+        gather_distributed: under ``torch.distributed`` with several ranks, score this rank's
+            anchors against the embeddings and extra negatives of *all* ranks
+            (:func:`~ebmguide.distributed.gathered_nt_xent`), so the loss is the global batch's.
+            :func:`~ebmguide.distributed.wrap_ddp` turns it on; it changes nothing on one process.
 
     Example:
         >>> import torch
@@ -70,12 +76,12 @@ class SimCLRGuide(nn.Module):
         head: nn.Module | None = None,
         augment: str | Augment = "strong",
         temperature: float = 0.2,
+        gather_distributed: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(encoder, nn.Module):
             raise TypeError(f"encoder must be a torch.nn.Module, got {type(encoder).__name__}.")
-        if not temperature > 0:
-            raise ValueError(f"temperature must be positive, got {temperature}.")
+        check_number("temperature", temperature, low=0.0, strict=True)
         if head is None:
             feature_dim = feature_dim or getattr(encoder, "feature_dim", None)
             if not isinstance(feature_dim, int):
@@ -91,6 +97,7 @@ class SimCLRGuide(nn.Module):
         self.encoder = encoder
         self.head = head
         self.temperature = temperature
+        self.gather_distributed = gather_distributed
         self.augment_spec = augment
         self._augment: dict[tuple[int, ...], Augment] = {}
 
@@ -137,12 +144,15 @@ class SimCLRGuide(nn.Module):
         Returns:
             ``GuideOutput(loss, target (B, d) detached)``.
         """
-        if x.shape[0] < 2:
-            raise ValueError(f"contrastive learning needs a batch of at least 2, got {x.shape[0]}.")
+        check_tensor("x", x, floating=True)
+        if x.dim() < 2 or x.shape[0] < 2:
+            raise ValueError(f"contrastive learning needs a batch (B, *shape) with B >= 2, got "
+                             f"shape {tuple(x.shape)}.")
         views = apply_augment(self.augmentation(x), torch.cat([x, x]), generator)
         z1, z2 = self.embed(views).chunk(2)
         negatives = extra_negatives.detach() if extra_negatives is not None else None
-        loss = nt_xent(z1, z2, temperature=self.temperature, extra_negatives=negatives)
+        loss_fn = gathered_nt_xent if self.gather_distributed else nt_xent
+        loss = loss_fn(z1, z2, temperature=self.temperature, extra_negatives=negatives)
         return GuideOutput(loss, z1.detach())
 
     def forward(self, x: Tensor) -> Tensor:

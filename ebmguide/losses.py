@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ebmguide._validation import check_number
 from ebmguide.protocols import EnergyOutput, LossOutput
 
 __all__ = ["CLELLoss", "contrastive_divergence", "energy_regularizer", "latent_alignment",
@@ -18,7 +19,12 @@ __all__ = ["CLELLoss", "contrastive_divergence", "energy_regularizer", "latent_a
 
 
 def contrastive_divergence(energy_real: Tensor, energy_fake: Tensor) -> Tensor:
-    """Mean E(x) − mean E(x′): lowers real energies, raises generated ones. Shapes ``(B,)``."""
+    """Mean E(x) − mean E(x′): lowers real energies, raises generated ones. Shapes ``(B,)``.
+
+    Example:
+        >>> contrastive_divergence(torch.tensor([1.0, 2.0]), torch.tensor([4.0, 5.0]))
+        tensor(-3.)
+    """
     return energy_real.mean() - energy_fake.mean()
 
 
@@ -36,6 +42,10 @@ def latent_alignment(direction: Tensor, target: Tensor) -> Tensor:
 
     Returns:
         Scalar mean cosine similarity.
+
+    Example:
+        >>> latent_alignment(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0]]))
+        tensor(0.)
     """
     if direction.shape != target.shape:
         raise ValueError(
@@ -65,13 +75,18 @@ def nt_xent(
     Returns:
         Scalar loss. For identical views and no extra negatives with all embeddings equal it is
         log(2B − 1).
+
+    Example:
+        >>> import math
+        >>> z = torch.ones(4, 8)
+        >>> round(nt_xent(z, z).item(), 4) == round(math.log(2 * 4 - 1), 4)
+        True
     """
     if z1.dim() != 2 or z1.shape != z2.shape:
         raise ValueError(
             f"z1 and z2 must both be (B, d), got {tuple(z1.shape)} and {tuple(z2.shape)}."
         )
-    if not temperature > 0:
-        raise ValueError(f"temperature must be positive, got {temperature}.")
+    check_number("temperature", temperature, low=0.0, strict=True)
     b = z1.shape[0]
     anchors = F.normalize(torch.cat([z1, z2]), dim=1)
     logits = anchors @ anchors.T / temperature
@@ -98,18 +113,28 @@ class CLELLoss:
     Returns (when called):
         :class:`~ebmguide.protocols.LossOutput` with terms ``cd``, ``reg``, ``align`` (the mean
         cosine, not multiplied by β), ``energy_real``, ``energy_fake``.
+
+    Example:
+        >>> real = EnergyOutput(torch.tensor([0.5, 1.5]), torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+        >>> out = CLELLoss(alpha=1.0, beta=0.01)(real, torch.tensor([2.0, 2.0]), real.direction)
+        >>> round(out.loss.item(), 4), {k: round(v.item(), 3) for k, v in out.terms.items()}
+        (4.24, {'cd': -1.0, 'reg': 5.25, 'align': 1.0, 'energy_real': 1.0, 'energy_fake': 2.0})
     """
 
     def __init__(self, *, alpha: float = 1.0, beta: float = 0.01) -> None:
-        if alpha < 0 or beta < 0:
-            raise ValueError(
-                f"alpha and beta must be non-negative, got alpha={alpha}, beta={beta}."
-            )
+        check_number("alpha", alpha, low=0.0)
+        check_number("beta", beta, low=0.0)
         self.alpha = alpha
         self.beta = beta
 
     def __call__(self, real: EnergyOutput, fake_energy: Tensor, target: Tensor) -> LossOutput:
         """Compute the loss; see :class:`~ebmguide.protocols.JointLoss`."""
+        if real.energy.dim() != 1 or fake_energy.dim() != 1:
+            raise ValueError(
+                f"energies must have shape (B,), got {tuple(real.energy.shape)} (real) and "
+                f"{tuple(fake_energy.shape)} (generated); an EnergyModel returns one value per "
+                f"input."
+            )
         cd = contrastive_divergence(real.energy, fake_energy)
         reg = energy_regularizer(real.energy, fake_energy)
         align = latent_alignment(real.direction, target)

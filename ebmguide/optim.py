@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
+from ebmguide._validation import check_int, check_number
+
 __all__ = ["Optimizers", "clel_optimizers"]
 
 
@@ -48,14 +50,19 @@ def clel_optimizers(
 
     Returns:
         :class:`Optimizers`.
+
+    Example:
+        >>> opts = clel_optimizers(nn.Linear(2, 2), nn.Linear(2, 2), total_iterations=100,
+        ...                        warmup_iterations=10)
+        >>> opts.ebm.param_groups[0]["lr"]  # 1e-4 times the warm-up factor 1/10
+        1e-05
+        >>> opts.guide.param_groups[0]["lr"]
+        0.03
     """
-    if total_iterations < 1 or warmup_iterations < 0:
-        raise ValueError(
-            f"total_iterations must be >= 1 and warmup_iterations >= 0, got {total_iterations} "
-            f"and {warmup_iterations}."
-        )
-    if not ebm_lr > 0 or not guide_lr > 0:
-        raise ValueError(f"learning rates must be positive, got {ebm_lr} and {guide_lr}.")
+    check_int("total_iterations", total_iterations, low=1)
+    check_int("warmup_iterations", warmup_iterations, low=0)
+    check_number("ebm_lr", ebm_lr, low=0.0, strict=True)
+    check_number("guide_lr", guide_lr, low=0.0, strict=True)
     ebm_opt = torch.optim.Adam(ebm.parameters(), lr=ebm_lr, betas=ebm_betas)
     guide_opt = torch.optim.SGD(guide.parameters(), lr=guide_lr, momentum=guide_momentum,
                                 weight_decay=guide_weight_decay)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NamedTuple
@@ -9,6 +10,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from ebmguide._validation import check_tensor, module_device
 from ebmguide.losses import CLELLoss
 from ebmguide.protocols import (
     ContrastiveGuide,
@@ -75,6 +77,49 @@ def _ebm_forward(ebm: EnergyModel, x: Tensor, samples: Tensor,
     return ebm.energy_and_direction(x), ebm.energy_and_direction(samples)
 
 
+def _check_devices(ebm: object, guide: object, sampler: object, x: Tensor,
+                   generator: torch.Generator | None) -> None:
+    """ValueError when x, the networks, the buffer or the generator are on different devices.
+
+    Torch would fail later with a less helpful message, or deep inside the sampler.
+    """
+    buffer = getattr(getattr(sampler, "buffer", None), "states", None)
+    places = [("the ebm (its parameters)", module_device(ebm)),
+              ("the guide (its parameters)", module_device(guide)),
+              ("the sampler's buffer", buffer.device if isinstance(buffer, Tensor) else None),
+              ("the generator", generator.device if generator is not None else None)]
+    for name, device in places:
+        if device is None:
+            continue
+        if device.type != x.device.type or (
+                device.index is not None and x.device.index is not None
+                and device.index != x.device.index):
+            raise ValueError(f"x is on {x.device} but {name} is on {device}; put the data, both "
+                             f"networks, the sampler (device=...) and the generator "
+                             f"(torch.Generator(device=...)) on one device.")
+
+
+def _check_data_range(x: Tensor, clamp: object) -> None:
+    """ValueError when real data is not finite or lies outside the sampler's clamp range.
+
+    Negatives live in the clamp range; real data outside it (e.g. images in [0, 255] or
+    normalized to [−1, 1] with a [0, 1] sampler) makes the contrastive divergence compare two
+    different domains, and training diverges. One host sync per iteration.
+    """
+    low, high = torch.stack([x.detach().amin(), x.detach().amax()]).tolist()
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError("x holds non-finite values (NaN/inf); check the data pipeline.")
+    if isinstance(clamp, tuple) and len(clamp) == 2:
+        lo, hi = float(clamp[0]), float(clamp[1])
+        tol = 1e-5 * (hi - lo)  # rounding of a normalization, not a different data range
+        if low < lo - tol or high > hi + tol:
+            raise ValueError(
+                f"x holds values in [{low:.4g}, {high:.4g}] but the sampler clamps its samples to "
+                f"[{lo:g}, {hi:g}]; scale the data into that range (images: pixels/255, "
+                f"dequantized) or set the sampler's clamp to the data's range."
+            )
+
+
 def clel_step(
     ebm: EnergyModel,
     guide: ContrastiveGuide,
@@ -118,8 +163,11 @@ def clel_step(
     Returns:
         :class:`StepOutput` with detached terms and the negatives.
     """
+    check_tensor("x", x, floating=True)
     if x.dim() < 2 or x.shape[0] < 2:
         raise ValueError(f"x must be a batch (B, *shape) with B >= 2, got {tuple(x.shape)}.")
+    _check_devices(ebm, guide, sampler, x, generator)
+    _check_data_range(x, getattr(sampler, "clamp", None))
     loss_fn = CLELLoss() if loss_fn is None else loss_fn
     with _eval_mode(ebm, sample_in_eval_mode):
         samples = sampler.sample(ebm.energy, x.shape[0], generator=generator)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
+
+from ebmguide._validation import as_device, check_int, check_number
 
 __all__ = ["BufferDraw", "ReplayBuffer"]
 
@@ -36,6 +39,15 @@ class ReplayBuffer:
         device: where the states live.
         dtype: floating dtype of the states.
         generator: source of the initial states.
+
+    Example:
+        >>> buffer = ReplayBuffer(100, (3, 8, 8), generator=torch.Generator().manual_seed(0))
+        >>> draw = buffer.draw(16, generator=torch.Generator().manual_seed(1))
+        >>> draw.x.shape, bool(draw.reinitialised.any())
+        (torch.Size([16, 3, 8, 8]), False)
+        >>> buffer.write(draw.indices, torch.zeros(16, 3, 8, 8))
+        >>> int((buffer.states.flatten(1).amax(dim=1) == 0).sum())
+        16
     """
 
     def __init__(
@@ -49,15 +61,23 @@ class ReplayBuffer:
         dtype: torch.dtype = torch.float32,
         generator: torch.Generator | None = None,
     ) -> None:
-        if not isinstance(capacity, int) or capacity < 1:
-            raise ValueError(f"capacity must be a positive int, got {capacity!r}.")
-        if not shape or any(int(s) < 1 for s in shape):
+        if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
+            raise ValueError(f"capacity (buffer_size) must be a positive int, got {capacity!r}.")
+        if (isinstance(shape, (str, bytes)) or not shape
+                or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1
+                           for s in shape)):
             raise ValueError(f"shape must be a non-empty sequence of positive ints, got {shape!r}.")
+        check_number("low", low)
+        check_number("high", high)
         if not low < high:
             raise ValueError(f"low must be below high, got low={low}, high={high}.")
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise TypeError(f"dtype must be a floating torch.dtype such as torch.float32, got "
+                            f"{dtype!r}.")
+        device = as_device(device)
         self.shape = tuple(int(s) for s in shape)
         self.low, self.high = float(low), float(high)
-        self.states = self._uniform((capacity, *self.shape), torch.device(device), dtype, generator)
+        self.states = self._uniform((capacity, *self.shape), device, dtype, generator)
 
     def _uniform(
         self, size: tuple[int, ...], device: torch.device, dtype: torch.dtype,
@@ -84,13 +104,13 @@ class ReplayBuffer:
         Returns:
             :class:`BufferDraw`; the buffer itself is not modified.
         """
+        check_int("batch_size", batch_size, low=1)
         if not 1 <= batch_size <= self.capacity:
             raise ValueError(
                 f"batch_size must be between 1 and the buffer capacity {self.capacity}, got "
                 f"{batch_size}; enlarge the buffer or lower the batch size."
             )
-        if not 0.0 <= reinit_prob <= 1.0:
-            raise ValueError(f"reinit_prob must lie in [0, 1], got {reinit_prob}.")
+        check_number("reinit_prob (a probability)", reinit_prob, low=0.0, high=1.0)
         device = self.states.device
         indices = torch.randperm(self.capacity, generator=generator, device=device)[:batch_size]
         mask = torch.rand(batch_size, generator=generator, device=device) < reinit_prob
@@ -124,7 +144,15 @@ class ReplayBuffer:
         return {"states": self.states.clone(), "low": self.low, "high": self.high}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore states saved by :meth:`state_dict`; the stored shape must match."""
+        """Restore states saved by :meth:`state_dict`; the stored shape must match.
+
+        Raises:
+            ValueError: a missing entry, a shape that does not fit, or non-finite states (a
+                checkpoint written after the chains diverged).
+        """
+        missing = [k for k in ("states", "low", "high") if k not in state]
+        if missing:
+            raise ValueError(f"buffer state lacks {missing}; pass ReplayBuffer.state_dict().")
         states = state["states"]
         if not isinstance(states, Tensor) or states.shape[1:] != self.states.shape[1:]:
             got = tuple(states.shape) if isinstance(states, Tensor) else type(states).__name__
@@ -132,5 +160,8 @@ class ReplayBuffer:
                 f"buffer state of shape {got} does not fit a buffer of states "
                 f"{tuple(self.states.shape[1:])}; check the checkpoint's image size."
             )
+        if not bool(torch.isfinite(states).all()):
+            raise ValueError("buffer state holds non-finite values (NaN/inf): the chains had "
+                             "diverged when it was saved; load an earlier checkpoint.")
         self.states = states.to(self.states.device, self.states.dtype).clone()
         self.low, self.high = float(state["low"]), float(state["high"])

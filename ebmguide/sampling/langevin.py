@@ -13,12 +13,13 @@ chain.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from ebmguide._validation import check_number, check_range_pair, check_tensor
 from ebmguide.protocols import EnergyFn
 
 __all__ = ["LangevinResult", "LangevinStep", "langevin_dynamics", "validate_langevin_args"]
@@ -45,8 +46,8 @@ class LangevinResult(NamedTuple):
 
     Attributes:
         samples: ``(B, *shape)`` detached final states.
-        finite: ``(B,)`` bool on the samples' device: the chain's every gradient and its final
-            state were finite. Checked without a host sync per step.
+        finite: ``(B,)`` bool on the samples' device: the chain's every energy and gradient and
+            its final state were finite. Checked without a host sync per step.
     """
 
     samples: Tensor
@@ -57,17 +58,36 @@ def validate_langevin_args(
     n_steps: int, step_size: float, noise_scale: float, grad_clip: float | None,
     clamp: tuple[float, float] | None,
 ) -> None:
-    """Raise ``ValueError`` naming the argument when a sampler setting is out of range."""
+    """Raise ``ValueError`` (``TypeError`` for a non-number) naming the bad sampler setting."""
     if not isinstance(n_steps, int) or isinstance(n_steps, bool) or n_steps < 0:
         raise ValueError(f"n_steps must be a non-negative int, got {n_steps!r}.")
-    if not step_size > 0:
-        raise ValueError(f"step_size must be positive, got {step_size!r}.")
-    if not noise_scale >= 0:
-        raise ValueError(f"noise_scale must be non-negative, got {noise_scale!r}.")
-    if grad_clip is not None and not grad_clip > 0:
-        raise ValueError(f"grad_clip must be positive or None (no clipping), got {grad_clip!r}.")
-    if clamp is not None and not (len(clamp) == 2 and clamp[0] < clamp[1]):
-        raise ValueError(f"clamp must be (low, high) with low < high or None, got {clamp!r}.")
+    check_number("step_size", step_size, low=0.0, strict=True)
+    check_number("noise_scale", noise_scale, low=0.0)
+    if grad_clip is not None:
+        check_number("grad_clip (None for no clipping)", grad_clip, low=0.0, strict=True)
+    if clamp is not None:
+        check_range_pair("clamp (None for unbounded data)", clamp)
+
+
+@contextlib.contextmanager
+def _frozen_parameters(energy_fn: EnergyFn) -> Iterator[None]:
+    """``requires_grad=False`` on the parameters of the module behind ``energy_fn`` for the block.
+
+    The module is ``energy_fn`` itself or the owner of a bound method such as ``ebm.energy``; a
+    plain function is left alone. Autograd then records nothing for the weights during sampling
+    (up to ~4 % less time per SGLD step on small networks, docs/performance.md); the flags are
+    restored on exit.
+    """
+    owner = energy_fn if isinstance(energy_fn, nn.Module) else getattr(energy_fn, "__self__", None)
+    params = ([p for p in owner.parameters() if p.requires_grad]
+              if isinstance(owner, nn.Module) else [])
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 def _energy_grad(
@@ -99,12 +119,17 @@ def langevin_dynamics(
     clamp: tuple[float, float] | None = (0.0, 1.0),
     generator: torch.Generator | None = None,
     autocast_dtype: torch.dtype | None = None,
+    memory_format: torch.memory_format = torch.preserve_format,
     callback: Callable[[LangevinStep], None] | None = None,
 ) -> LangevinResult:
     """Run ``n_steps`` of SGLD from ``x``; ``x`` itself is not modified.
 
     Only the input gradient is computed (``torch.autograd.grad`` with ``x`` as the sole input), so
-    no ``.grad`` is left on the energy's parameters and no weight-gradient kernels run.
+    no ``.grad`` is left on the energy's parameters and no weight-gradient kernels run. When
+    ``energy_fn`` is an ``nn.Module`` or one of its methods (``ebm.energy``), its parameters have
+    ``requires_grad=False`` during the call (restored afterwards), so autograd does no bookkeeping
+    for them either. The loop allocates nothing per step beyond the energy's own forward and
+    backward, and never synchronises with the device.
 
     Args:
         energy_fn: ``(B, *shape) -> (B,)``.
@@ -117,28 +142,71 @@ def langevin_dynamics(
         generator: source of the noise.
         autocast_dtype: e.g. ``torch.bfloat16`` to evaluate the energy and its gradient under
             autocast; the state, update and noise stay in ``x``'s dtype.
+        memory_format: layout of the chain, e.g. ``torch.channels_last`` for convolutional
+            energies on 4-D inputs (faster convolutions on most CPUs and GPUs; the samples come
+            back in that layout). The noise is drawn in the standard layout, so a seed gives the
+            same chain in any layout.
         callback: called after each step with a :class:`LangevinStep`.
 
     Returns:
         :class:`LangevinResult` with detached samples and a per-chain finiteness flag.
+
+    Example:
+        One noiseless step on E(x) = ½‖x‖² moves x to (1 − η)·x:
+
+        >>> def quadratic(x):
+        ...     return 0.5 * x.square().sum(dim=1)
+        >>> out = langevin_dynamics(quadratic, torch.tensor([[1.0, -2.0]]), n_steps=1,
+        ...                         step_size=0.25, noise_scale=0.0, clamp=None)
+        >>> out.samples, out.finite
+        (tensor([[ 0.7500, -1.5000]]), tensor([True]))
     """
     validate_langevin_args(n_steps, step_size, noise_scale, grad_clip, clamp)
-    if not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}.")
-    state = x.detach().clone()
-    finite = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
-    noise = torch.empty_like(state) if noise_scale > 0 else None
-    for index in range(n_steps):
-        energy, grad = _energy_grad(energy_fn, state, autocast_dtype)
-        finite &= torch.isfinite(grad).flatten(1).all(dim=1)
-        update = grad.clamp(-grad_clip, grad_clip) if grad_clip is not None else grad
-        state.add_(update, alpha=-step_size)
-        if noise is not None:
-            torch.randn(state.shape, generator=generator, out=noise)
-            state.add_(noise, alpha=noise_scale)
-        if clamp is not None:
-            state.clamp_(clamp[0], clamp[1])
-        if callback is not None:
-            callback(LangevinStep(index, state, energy, grad))
-    finite &= torch.isfinite(state).flatten(1).all(dim=1)
+    check_tensor("x", x, floating=True)
+    if not callable(energy_fn):
+        raise TypeError(f"energy_fn must be a callable (B, *shape) -> (B,), got "
+                        f"{type(energy_fn).__name__}.")
+    if x.dim() < 2:
+        raise ValueError(f"x must be a batch (B, *shape) with at least 2 dimensions, got shape "
+                         f"{tuple(x.shape)}; hold scalar samples as (B, 1).")
+    largest = torch.finfo(x.dtype).max  # e.g. η = 1e39 is finite but overflows float32
+    bounds = zip(("clamp[0]", "clamp[1]"), clamp or (), strict=False)
+    for name, value in (("step_size", step_size), ("noise_scale", noise_scale),
+                        ("grad_clip", grad_clip), *bounds):
+        if value is not None and abs(value) > largest:
+            raise ValueError(f"{name} = {value!r} does not fit x's dtype {x.dtype} (largest "
+                             f"{largest:.3g}); use a smaller value or a wider dtype.")
+    if generator is not None and noise_scale > 0 and generator.device.type != x.device.type:
+        raise ValueError(f"generator is on {generator.device} but x is on {x.device}; create "
+                         f"it with torch.Generator(device=x.device).")
+    try:
+        state = x.detach().clone(memory_format=memory_format)
+    except RuntimeError as exc:
+        raise ValueError(f"memory_format {memory_format} does not fit x of shape "
+                         f"{tuple(x.shape)}: {exc}") from None
+    # Buffers reused by every step. A NaN or inf in any gradient or energy of a chain turns its
+    # entries of `bad_*` into NaN (0·inf = NaN): the check costs one in-place op per step and no
+    # host sync.
+    bad_grad = torch.zeros_like(state)
+    bad_energy = torch.zeros(x.shape[0], dtype=state.dtype, device=x.device)
+    noise = (torch.empty(state.shape, dtype=state.dtype, device=state.device)
+             if noise_scale > 0 else None)
+    clipped = torch.empty_like(state) if grad_clip is not None and n_steps > 0 else None
+    with _frozen_parameters(energy_fn):
+        for index in range(n_steps):
+            energy, grad = _energy_grad(energy_fn, state, autocast_dtype)
+            bad_grad.add_(grad, alpha=0.0)
+            bad_energy.add_(energy, alpha=0.0)
+            update = (torch.clamp(grad, -grad_clip, grad_clip, out=clipped)
+                      if clipped is not None and grad_clip is not None else grad)
+            state.add_(update, alpha=-step_size)
+            if noise is not None:
+                torch.randn(state.shape, generator=generator, out=noise)
+                state.add_(noise, alpha=noise_scale)
+            if clamp is not None:
+                state.clamp_(clamp[0], clamp[1])
+            if callback is not None:
+                callback(LangevinStep(index, state, energy, grad))
+    bad_grad.add_(state, alpha=0.0)  # and the final state
+    finite = torch.isfinite(bad_grad).flatten(1).all(dim=1) & torch.isfinite(bad_energy)
     return LangevinResult(state, finite)

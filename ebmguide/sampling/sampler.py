@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ebmguide._validation import as_device, check_int, check_number, check_range_pair
 from ebmguide.augment import Augment, apply_augment, make_augmentation
 from ebmguide.protocols import EnergyFn
 from ebmguide.sampling.buffer import ReplayBuffer
@@ -49,6 +50,9 @@ class SGLDSampler:
         write_back: write the chains back into the buffer (turn off to sample without changing
             state).
         autocast_dtype: e.g. ``torch.bfloat16`` for the energy gradient under autocast.
+        memory_format: layout of the chains while they run, e.g. ``torch.channels_last`` for a
+            convolutional energy (see :func:`~ebmguide.sampling.langevin_dynamics`); the buffer
+            keeps the standard layout.
         device: where the buffer lives.
         generator: source of the buffer's initial states.
     """
@@ -68,12 +72,15 @@ class SGLDSampler:
         augment: str | Augment | None = None,
         write_back: bool = True,
         autocast_dtype: torch.dtype | None = None,
+        memory_format: torch.memory_format = torch.preserve_format,
         device: torch.device | str = "cpu",
         generator: torch.Generator | None = None,
     ) -> None:
         validate_langevin_args(n_steps, step_size, noise_scale, grad_clip, clamp)
-        if not 0.0 <= reinit_prob <= 1.0:
-            raise ValueError(f"reinit_prob must lie in [0, 1], got {reinit_prob}.")
+        check_number("reinit_prob (a probability)", reinit_prob, low=0.0, high=1.0)
+        if clamp is None:
+            check_range_pair("init_range", init_range)
+        device = as_device(device)
         self.shape = tuple(int(s) for s in shape)
         self.n_steps = n_steps
         self.step_size = step_size
@@ -83,6 +90,10 @@ class SGLDSampler:
         self.reinit_prob = reinit_prob
         self.write_back = write_back
         self.autocast_dtype = autocast_dtype
+        if memory_format == torch.channels_last and len(self.shape) != 3:
+            raise ValueError(f"memory_format=torch.channels_last needs image samples (C, H, W), "
+                             f"but shape is {self.shape}; leave memory_format at its default.")
+        self.memory_format = memory_format
         self.augment = self._resolve_augment(augment)
         low, high = clamp if clamp is not None else init_range
         self.buffer = ReplayBuffer(buffer_size, self.shape, low=low, high=high, device=device,
@@ -127,6 +138,9 @@ class SGLDSampler:
             caller can see them) but never written into the buffer; ``last_finite`` holds the
             ``(B,)`` flags.
         """
+        if not callable(energy_fn):
+            raise TypeError(f"energy_fn must be a callable (B, *shape) -> (B,), got "
+                            f"{type(energy_fn).__name__}.")
         draw = self.buffer.draw(batch_size, reinit_prob=self.reinit_prob, generator=generator)
         x = draw.x
         if self.augment is not None:
@@ -157,8 +171,7 @@ class SGLDSampler:
         Returns:
             ``(B, *shape)`` detached samples.
         """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}.")
+        check_int("batch_size", batch_size, low=1)
         states = self.buffer.states
         x = torch.rand((batch_size, *self.shape), generator=generator, device=states.device,
                        dtype=states.dtype)
@@ -172,7 +185,8 @@ class SGLDSampler:
         result = langevin_dynamics(
             energy_fn, x, n_steps=n_steps, step_size=self.step_size,
             noise_scale=self.noise_scale, grad_clip=self.grad_clip, clamp=self.clamp,
-            generator=generator, autocast_dtype=self.autocast_dtype, callback=callback,
+            generator=generator, autocast_dtype=self.autocast_dtype,
+            memory_format=self.memory_format, callback=callback,
         )
         self.last_finite = result.finite
         return result

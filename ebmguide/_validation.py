@@ -1,0 +1,86 @@
+"""Argument checks shared by the public functions: one sentence naming the argument and the fix."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["as_device", "check_int", "check_number", "check_range_pair", "check_tensor",
+           "module_device"]
+
+
+def check_number(name: str, value: Any, *, low: float | None = None, strict: bool = False,
+                 high: float | None = None) -> float:
+    """A finite real number (not a bool) with ``value > low`` (``strict``) or ``>= low``.
+
+    Raises:
+        TypeError: not a real number.
+        ValueError: not finite or out of range.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__}).")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be a finite number, got {value!r}.")
+    if low is not None and (v <= low if strict else v < low):
+        raise ValueError(f"{name} must be {'>' if strict else '>='} {low}, got {value!r}.")
+    if high is not None and v > high:
+        raise ValueError(f"{name} must be <= {high}, got {value!r}.")
+    return v
+
+
+def check_int(name: str, value: Any, *, low: int = 0) -> int:
+    """An int (not a bool) ``>= low``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__}).")
+    if value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}.")
+    return int(value)
+
+
+def check_range_pair(name: str, value: Any) -> tuple[float, float]:
+    """``(low, high)``: two finite numbers with low < high."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+        raise ValueError(f"{name} must be (low, high) with low < high, got {value!r}.")
+    low = check_number(f"{name}[0]", value[0])
+    high = check_number(f"{name}[1]", value[1])
+    if not low < high:
+        raise ValueError(f"{name} must be (low, high) with low < high, got {value!r}.")
+    return low, high
+
+
+def check_tensor(name: str, value: Any, *, floating: bool = False) -> Tensor:
+    """A ``torch.Tensor`` (floating-point when asked)."""
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}; convert it "
+                        f"with torch.as_tensor(...).")
+    if floating and not value.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}; "
+                        f"convert it with .float() (images scaled to [0, 1]).")
+    return value
+
+
+def module_device(module: object) -> torch.device | None:
+    """The device of an ``nn.Module``'s first parameter (None for other objects or no params)."""
+    if not isinstance(module, nn.Module):
+        return None
+    first = next(module.parameters(), None)
+    return first.device if first is not None else None
+
+
+def as_device(device: Any) -> torch.device:
+    """``torch.device(device)``, with a ValueError naming the argument for a bad name."""
+    if isinstance(device, torch.device):
+        return device
+    if not isinstance(device, (str, int)) or isinstance(device, bool):
+        raise TypeError(f"device must be a torch.device or a name such as 'cpu' or 'cuda:0', got "
+                        f"{type(device).__name__}.")
+    try:
+        return torch.device(device)
+    except (RuntimeError, ValueError) as err:
+        raise ValueError(f"device {device!r} is not a torch device; use 'cpu', 'cuda' or "
+                         f"'cuda:<index>'.") from err
