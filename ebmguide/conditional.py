@@ -1,0 +1,397 @@
+"""Conditional and compositional generation from the contrastive latent (SPEC §6).
+
+The joint density p(x, z) ∝ exp(−E(x) + β g(x)ᵀz) of CLEL gives, for a fixed unit latent z,
+p(x | z) ∝ exp(−E(x) + β g(x)ᵀz): sampling it needs only the same Langevin chains run on a shifted
+energy. Latents are conditionally independent given x (each vMF(g(x), β)), so
+
+- AND: p(x | z_1..z_K) ∝ exp(−E(x) + β Σ_k w_k g(x)ᵀz_k) with all w_k = 1 exactly; other positive
+  weights re-weight the terms and a negative weight is a negation (NOT: the samples are pushed away
+  from z_k). This is :func:`ebmguide.energy.conditional_energy`, re-exported here as
+  :func:`and_energy`.
+- OR: the mixture p(x | z_1 OR … OR z_K) ∝ exp(−E(x)) Σ_k π_k exp(β g(x)ᵀz_k), whose energy is
+
+      E_OR(x) = E(x) − logsumexp_k(β g(x)ᵀz_k + log π_k),
+
+  with π on the simplex (given weights are normalized to sum to 1). Each component is
+  proportional to p(x | z_k) times its own normalizer Z_k = ∫ exp(−E + β gᵀz_k) dx, so π weights
+  the unnormalized components; with one latent E_OR is the AND energy, and as β → ∞,
+  logsumexp_k(β g(x)ᵀz_k + log π_k) / β → max_k g(x)ᵀz_k (the chain is pulled towards whichever
+  latent is nearest). :func:`composed_energy` combines an OR group with AND/NOT terms.
+
+Latents come from reference images (:func:`embed_images`, one latent per image) or from the
+normalized mean embedding of a few labelled images (:func:`latent_from_examples`,
+:func:`latents_by_label`); labels are used at sampling time only. Everything works with any
+:class:`~ebmguide.protocols.EnergyModel` and :class:`~ebmguide.protocols.ContrastiveGuide`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ebmguide.energy import conditional_energy
+from ebmguide.protocols import ContrastiveGuide, EnergyFn, EnergyModel, EnergyOutput
+from ebmguide.sampling.langevin import langevin_dynamics
+
+__all__ = [
+    "and_energy",
+    "composed_energy",
+    "embed_images",
+    "latent_from_examples",
+    "latents_by_label",
+    "or_energy",
+    "sample_conditional",
+    "sample_energy",
+]
+
+and_energy = conditional_energy
+"""E(x) − β Σ_k w_k cos(g(x), z_k): AND (positive weights) and NOT (negative weights)."""
+
+
+@contextmanager
+def _eval_mode(*models: object) -> Iterator[None]:
+    """Put every ``nn.Module`` among ``models`` in eval mode for the block, then restore it."""
+    modules = [m for m in models if isinstance(m, torch.nn.Module)]
+    modes = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(modules, modes, strict=True):
+            m.train(mode)
+
+
+def _chunks(x: Tensor, size: int) -> Iterator[Tensor]:
+    """Consecutive slices of ``x`` along dim 0 with at most ``size`` rows."""
+    if size < 1:
+        raise ValueError(f"batch_size must be positive, got {size}.")
+    for start in range(0, x.shape[0], size):
+        yield x[start:start + size]
+
+
+def _as_latents(latents: Tensor, name: str) -> Tensor:
+    """``(K, d)`` or ``(d,)`` latents as detached, normalized float ``(K, d)``."""
+    if not isinstance(latents, Tensor):
+        raise TypeError(f"{name} must be a tensor (K, d), got {type(latents).__name__}.")
+    if latents.dim() == 1:
+        latents = latents.unsqueeze(0)
+    if latents.dim() != 2 or latents.shape[0] < 1:
+        raise ValueError(f"{name} must have shape (K, d) or (d,), got {tuple(latents.shape)}.")
+    return F.normalize(latents.detach().float(), dim=1)
+
+
+def _mixture_log_weights(weights: Sequence[float] | Tensor | None, z: Tensor) -> Tensor:
+    """Log π ``(K,)`` from positive weights (normalized to sum to 1); uniform when ``None``."""
+    k = z.shape[0]
+    if weights is None:
+        return torch.full((k,), -math.log(k), dtype=z.dtype, device=z.device)
+    w = torch.as_tensor(weights, dtype=z.dtype, device=z.device)
+    if w.shape != (k,):
+        raise ValueError(f"OR weights must have one entry per latent ({k}), got {tuple(w.shape)}.")
+    if not bool((w > 0).all()) or not bool(torch.isfinite(w).all()):
+        raise ValueError(
+            f"OR weights are mixture proportions and must be positive and finite, got "
+            f"{w.tolist()}; use an AND term with a negative weight for negation."
+        )
+    return torch.log(w / w.sum())
+
+
+def composed_energy(
+    model: EnergyModel,
+    *,
+    beta: float,
+    and_latents: Tensor | None = None,
+    and_weights: Sequence[float] | Tensor | None = None,
+    or_latents: Tensor | None = None,
+    or_weights: Sequence[float] | Tensor | None = None,
+) -> EnergyFn:
+    """AND/NOT terms plus an OR group, from one forward pass of the model.
+
+    E(x) − β Σ_j w_j cos(g(x), a_j) − logsumexp_k(β cos(g(x), o_k) + log π_k), where the a_j are
+    ``and_latents`` (weights ``and_weights``, negative for NOT) and the o_k are ``or_latents``
+    (mixture weights ``or_weights`` normalized to π). Either group may be left out.
+
+    Args:
+        model: any :class:`~ebmguide.protocols.EnergyModel`.
+        beta: guidance strength β ≥ 0.
+        and_latents: ``(J, d)`` or ``(d,)`` latents (normalized here), or ``None``.
+        and_weights: ``(J,)`` weights, default all ones.
+        or_latents: ``(K, d)`` or ``(d,)`` latents (normalized here), or ``None``.
+        or_weights: ``(K,)`` positive mixture weights, default uniform.
+
+    Returns:
+        A callable ``(B, *shape) -> (B,)`` usable with any sampler.
+    """
+    if not beta >= 0:
+        raise ValueError(f"beta must be non-negative, got {beta}; use a negative weight to negate.")
+    if or_latents is None:
+        if and_latents is None:
+            raise ValueError("give at least one latent (and_latents or or_latents).")
+        return conditional_energy(model, and_latents, beta=beta, weights=and_weights)
+    o = _as_latents(or_latents, "or_latents")
+    log_pi = _mixture_log_weights(or_weights, o)
+    and_part = (None if and_latents is None
+                else conditional_energy(_DirectionOnly(), and_latents, beta=beta,
+                                        weights=and_weights))
+
+    def energy_fn(x: Tensor) -> Tensor:
+        out = model.energy_and_direction(x)
+        if out.direction.shape[1] != o.shape[1]:
+            raise ValueError(
+                f"latents have size {o.shape[1]} but the model's directions have size "
+                f"{out.direction.shape[1]}; take latents from the guide that trained this model."
+            )
+        g = out.direction
+        logits = beta * (g @ o.to(g).T) + log_pi.to(g)
+        energy = out.energy - torch.logsumexp(logits, dim=1)
+        if and_part is not None:
+            energy = energy + and_part(g)
+        return energy
+
+    return energy_fn
+
+
+class _DirectionOnly:
+    """An EnergyModel over precomputed directions: E = 0 and g = the input itself.
+
+    Lets :func:`composed_energy` reuse :func:`~ebmguide.energy.conditional_energy` for its AND/NOT
+    terms on directions already computed, without a second forward pass of the real model.
+    """
+
+    def energy(self, g: Tensor) -> Tensor:
+        return torch.zeros(g.shape[0], dtype=g.dtype, device=g.device)
+
+    def energy_and_direction(self, g: Tensor) -> EnergyOutput:
+        return EnergyOutput(self.energy(g), g)
+
+    def parameters(self, recurse: bool = True) -> Iterator[torch.nn.Parameter]:
+        return iter(())
+
+
+def or_energy(
+    model: EnergyModel,
+    latents: Tensor,
+    *,
+    beta: float,
+    weights: Sequence[float] | Tensor | None = None,
+) -> EnergyFn:
+    """E_OR(x) = E(x) − logsumexp_k(β cos(g(x), z_k) + log π_k), the energy of a mixture.
+
+    Args:
+        model: any :class:`~ebmguide.protocols.EnergyModel`.
+        latents: ``(K, d)`` or ``(d,)`` latents (normalized here).
+        beta: guidance strength β ≥ 0 (also the sharpness of the OR: large β → max).
+        weights: ``(K,)`` positive mixture weights π (normalized to sum to 1), default uniform.
+
+    Returns:
+        A callable ``(B, *shape) -> (B,)``.
+    """
+    return composed_energy(model, beta=beta, or_latents=latents, or_weights=weights)
+
+
+@torch.no_grad()
+def embed_images(guide: ContrastiveGuide, images: Tensor, *, batch_size: int = 256) -> Tensor:
+    """Unit latents of un-augmented images, one per image (the guide in eval mode).
+
+    Args:
+        guide: any :class:`~ebmguide.protocols.ContrastiveGuide` (use the EMA guide).
+        images: ``(N, *shape)`` images in the training range (e.g. [0, 1]).
+        batch_size: images per forward pass.
+
+    Returns:
+        ``(N, d)`` detached unit vectors.
+    """
+    if not isinstance(images, Tensor) or images.dim() < 2 or images.shape[0] < 1:
+        raise ValueError("images must be a non-empty batch tensor (N, *shape).")
+    with _eval_mode(guide):
+        parts = [guide.embed(chunk) for chunk in _chunks(images, batch_size)]
+    return F.normalize(torch.cat(parts).float(), dim=1)
+
+
+def latent_from_examples(
+    guide: ContrastiveGuide, images: Tensor, *, batch_size: int = 256
+) -> Tensor:
+    """The normalized mean embedding of a few examples of one class or attribute (SPEC §6).
+
+    Args:
+        guide: any :class:`~ebmguide.protocols.ContrastiveGuide` (use the EMA guide).
+        images: ``(N, *shape)`` examples sharing the class or attribute.
+        batch_size: images per forward pass.
+
+    Returns:
+        ``(d,)`` unit vector normalize(mean_i h(x_i)/‖h(x_i)‖).
+    """
+    mean = embed_images(guide, images, batch_size=batch_size).mean(dim=0)
+    if float(mean.norm()) < 1e-8:
+        raise ValueError("the examples' embeddings cancel out (zero mean); give more examples.")
+    return F.normalize(mean, dim=0)
+
+
+def latents_by_label(
+    guide: ContrastiveGuide,
+    images: Tensor,
+    labels: Tensor | Sequence[Hashable],
+    *,
+    batch_size: int = 256,
+) -> dict[Hashable, Tensor]:
+    """One latent per label: the normalized mean embedding of that label's images.
+
+    Args:
+        guide: any :class:`~ebmguide.protocols.ContrastiveGuide` (use the EMA guide).
+        images: ``(N, *shape)`` labelled images.
+        labels: ``(N,)`` labels (a tensor gives int keys) or a sequence of hashables.
+        batch_size: images per forward pass.
+
+    Returns:
+        ``{label: (d,) unit latent}`` in order of first appearance.
+    """
+    keys: list[Hashable] = labels.tolist() if isinstance(labels, Tensor) else list(labels)
+    if len(keys) != images.shape[0]:
+        raise ValueError(f"got {len(keys)} labels for {images.shape[0]} images; give one each.")
+    z = embed_images(guide, images, batch_size=batch_size)
+    out: dict[Hashable, Tensor] = {}
+    for key in dict.fromkeys(keys):
+        mask = torch.tensor([k == key for k in keys], device=z.device)
+        out[key] = F.normalize(z[mask].mean(dim=0), dim=0)
+    return out
+
+
+_SGLD_SETTINGS = ("n_steps", "step_size", "noise_scale", "grad_clip", "clamp", "autocast_dtype")
+
+
+def _langevin_settings(sampler: Any, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The Langevin settings of an SGLDSampler-like object, with ``overrides`` on top."""
+    if sampler is None:
+        return overrides
+    missing = [k for k in _SGLD_SETTINGS if not hasattr(sampler, k)]
+    if missing:
+        raise TypeError(
+            f"start states (init) need a sampler with the attributes {_SGLD_SETTINGS} (e.g. "
+            f"SGLDSampler); {type(sampler).__name__} lacks {missing}. Pass sampler=None and the "
+            "Langevin settings instead."
+        )
+    return {**{k: getattr(sampler, k) for k in _SGLD_SETTINGS}, **overrides}
+
+
+def sample_energy(
+    energy_fn: EnergyFn,
+    n: int,
+    *,
+    shape: Sequence[int] | None = None,
+    sampler: Any = None,
+    init: Tensor | None = None,
+    batch_size: int | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+    **langevin_kwargs: Any,
+) -> Tensor:
+    """Draw ``n`` samples of any energy, in chunks of ``batch_size`` chains.
+
+    Chains start from fresh U[0, 1] noise, or from ``init``. With a ``sampler`` that has
+    ``sample_fresh`` (e.g. :class:`~ebmguide.sampling.SGLDSampler`), its step settings are used
+    and its buffer is neither read nor written (``n_steps`` may be overridden in
+    ``langevin_kwargs``). With any other :class:`~ebmguide.protocols.LangevinSampler`, its
+    ``sample`` is called (which may update its state). Without a sampler, chains of ``shape`` run
+    :func:`~ebmguide.sampling.langevin_dynamics` with ``langevin_kwargs`` (``n_steps``,
+    ``step_size``, ``noise_scale``, ``grad_clip``, ``clamp``, ...).
+
+    Args:
+        energy_fn: ``(B, *shape) -> (B,)``, e.g. from :func:`composed_energy`.
+        n: number of samples.
+        shape: shape of one sample; needed without a sampler and without ``init``.
+        sampler: a sampler whose settings to use, or ``None``.
+        init: optional ``(M, *shape)`` start states, M ≥ n, e.g. a trained model's replay buffer
+            (its unconditional samples); ``n`` of them are drawn without replacement. Needs an
+            SGLDSampler-like sampler or ``sampler=None``.
+        batch_size: chains per chunk (default: all at once).
+        generator: source of the start states and the noise.
+        device: where fresh chains start without a sampler.
+        **langevin_kwargs: ``n_steps`` with a sampler; all Langevin settings without one.
+
+    Returns:
+        ``(n, *shape)`` detached samples.
+    """
+    if n < 1:
+        raise ValueError(f"n must be a positive number of samples, got {n}.")
+    if sampler is not None and set(langevin_kwargs) - {"n_steps"}:
+        raise ValueError(
+            f"with a sampler its own settings are used; only n_steps may be given, got "
+            f"{sorted(langevin_kwargs)}. Pass sampler=None to set the Langevin settings here."
+        )
+    if init is not None:
+        if init.dim() < 2 or init.shape[0] < n:
+            raise ValueError(f"init must hold at least n={n} start states, got "
+                             f"{tuple(init.shape)}.")
+        pick = torch.randperm(init.shape[0], generator=generator,
+                              device=generator.device if generator is not None else "cpu")[:n]
+        init = init[pick.to(init.device)]
+        settings = _langevin_settings(sampler, {k: v for k, v in langevin_kwargs.items()
+                                                if v is not None})
+    chunk = n if batch_size is None else batch_size
+    parts = []
+    for start in range(0, n, chunk):
+        b = min(chunk, n - start)
+        if init is not None:
+            parts.append(langevin_dynamics(energy_fn, init[start:start + b], generator=generator,
+                                           **settings).samples)
+        elif sampler is not None and hasattr(sampler, "sample_fresh"):
+            parts.append(sampler.sample_fresh(energy_fn, b, generator=generator,
+                                              n_steps=langevin_kwargs.get("n_steps")))
+        elif sampler is not None:
+            parts.append(sampler.sample(energy_fn, b, generator=generator))
+        else:
+            if shape is None:
+                raise ValueError("give a sampler or the sample shape (shape=(C, H, W)).")
+            x = torch.rand((b, *shape), generator=generator, device=device)
+            parts.append(langevin_dynamics(energy_fn, x, generator=generator,
+                                           **langevin_kwargs).samples)
+    return torch.cat(parts)
+
+
+def sample_conditional(
+    ebm: EnergyModel,
+    latents: Tensor,
+    *,
+    beta: float,
+    weights: Sequence[float] | Tensor | None = None,
+    combine: Literal["and", "or"] = "and",
+    n: int = 64,
+    sampler: Any = None,
+    generator: torch.Generator | None = None,
+    **sample_kwargs: Any,
+) -> Tensor:
+    """Sample p(x | latents) from fresh chains (SPEC §6).
+
+    Args:
+        ebm: any :class:`~ebmguide.protocols.EnergyModel` (use the EMA model); put in eval mode
+            while sampling and restored after.
+        latents: ``(K, d)`` or ``(d,)`` latents.
+        beta: test-time guidance strength β (training uses 0.01, which is weak; see the docs).
+        weights: per-latent weights: for ``"and"`` any sign (negative = NOT); for ``"or"``
+            positive mixture proportions.
+        combine: ``"and"`` (product of experts) or ``"or"`` (log-sum-exp mixture).
+        n: number of samples.
+        sampler: a sampler (see :func:`sample_energy`), or ``None`` to pass ``shape`` and the
+            Langevin settings in ``sample_kwargs``.
+        generator: source of the start states and noise.
+        **sample_kwargs: passed to :func:`sample_energy` (``shape``, ``batch_size``, ``device``,
+            ``n_steps``, ``step_size``, ``noise_scale``, ``grad_clip``, ``clamp``, ...).
+
+    Returns:
+        ``(n, *shape)`` detached samples.
+    """
+    if combine == "and":
+        energy_fn = conditional_energy(ebm, latents, beta=beta, weights=weights)
+    elif combine == "or":
+        energy_fn = or_energy(ebm, latents, beta=beta, weights=weights)
+    else:
+        raise ValueError(f"combine must be 'and' or 'or', got {combine!r}.")
+    with _eval_mode(ebm):
+        return sample_energy(energy_fn, n, sampler=sampler, generator=generator, **sample_kwargs)
