@@ -1,4 +1,4 @@
-"""Augmentations of CLEL (SPEC §5): "strong" (SimCLR), "weak" and "none", built on kornia.
+"""Augmentations of CLEL: "strong" (SimCLR), "weak" and "none", built on kornia.
 
 kornia draws its random parameters from torch's global generator. :func:`apply_augment` runs any
 batched callable inside a forked RNG seeded from an explicit ``torch.Generator``, so every

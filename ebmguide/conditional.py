@@ -1,4 +1,4 @@
-"""Conditional and compositional generation from the contrastive latent (SPEC §6).
+"""Conditional and compositional generation from the contrastive latent.
 
 The joint density p(x, z) ∝ exp(−E(x) + β g(x)ᵀz) of CLEL gives, for a fixed unit latent z,
 p(x | z) ∝ exp(−E(x) + β g(x)ᵀz): sampling it needs only the same Langevin chains run on a shifted
@@ -218,7 +218,7 @@ def embed_images(guide: ContrastiveGuide, images: Tensor, *, batch_size: int = 2
 def latent_from_examples(
     guide: ContrastiveGuide, images: Tensor, *, batch_size: int = 256
 ) -> Tensor:
-    """The normalized mean embedding of a few examples of one class or attribute (SPEC §6).
+    """The normalized mean embedding of a few examples of one class or attribute.
 
     Args:
         guide: any :class:`~ebmguide.protocols.ContrastiveGuide` (use the EMA guide).
@@ -367,7 +367,7 @@ def sample_conditional(
     generator: torch.Generator | None = None,
     **sample_kwargs: Any,
 ) -> Tensor:
-    """Sample p(x | latents) from fresh chains (SPEC §6).
+    """Sample p(x | latents) from fresh chains.
 
     Args:
         ebm: any :class:`~ebmguide.protocols.EnergyModel` (use the EMA model); put in eval mode

@@ -1,4 +1,4 @@
-"""The spherical latent-variable EBM of CLEL (SPEC §2) around any backbone.
+"""The spherical latent-variable EBM of CLEL around any backbone.
 
 One network, two heads: the energy head gives u(x) ∈ R^d and E(x) = ½‖u(x)‖²; the projection head P
 gives the latent direction g(x) = P(u(x)) / ‖P(u(x))‖. The joint density
@@ -137,7 +137,7 @@ def conditional_energy(
     beta: float,
     weights: Sequence[float] | Tensor | None = None,
 ) -> EnergyFn:
-    """The energy of p(x | z_1..z_K): E(x) − β Σ_k w_k cos(g(x), z_k) (SPEC §6).
+    """The energy of p(x | z_1..z_K): E(x) − β Σ_k w_k cos(g(x), z_k).
 
     With all weights 1 this is exact for conditionally independent latents, each vMF(g(x), β);
     a negative weight pushes samples away from that latent (negation).

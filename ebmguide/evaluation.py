@@ -1,4 +1,4 @@
-"""Drawing samples from a trained EBM and scoring them during and after training (SPEC §8)."""
+"""Drawing samples from a trained EBM and scoring them during and after training."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def buffer_protocol(energy_fn: EnergyFn, cfg: RunConfig, shape: tuple[int, ...],
                     rounds: int, generator: torch.Generator, device: torch.device,
                     chunk: int = 512, steps: int | None = None,
                     on_chunk: Callable[[int], None] | None = None) -> Tensor:
-    """SPEC §8's sampling protocol: a buffer of ``n`` uniform images, ``rounds`` passes over it.
+    """The paper's sampling protocol: a buffer of ``n`` uniform images, ``rounds`` passes over it.
 
     Each pass walks the buffer in chunks of ``chunk`` slots; every chunk goes through exactly the
     training sampler: re-initialisation with probability ``reinit_prob``, the buffer augmentation,

@@ -17,7 +17,7 @@ _HEADER = 14  # height of a panel's title line
 
 
 def to_uint8(images: Tensor) -> Tensor:
-    """Images in [0, 1] to uint8 by floor(x · 256), clamped to 255 (SPEC §8's quantization)."""
+    """Images in [0, 1] to uint8 by floor(x · 256), clamped to 255 (the paper's quantization)."""
     return (images.detach().float().cpu() * 256).floor().clamp(0, 255).to(torch.uint8)
 
 

@@ -1,4 +1,4 @@
-"""SimCLRGuide: any encoder + SimCLR projection head + augmentation + NT-Xent (SPEC §3)."""
+"""SimCLRGuide: any encoder + SimCLR projection head + augmentation + NT-Xent."""
 
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ class SimCLRGuide(nn.Module):
 
     The two views of each real image go through the encoder as one batch of 2B. The EBM's
     alignment target is the detached embedding of the first view: it is a strong augmentation of x
-    embedded by the current encoder, exactly what SPEC §3 asks for, and sharing it saves one encoder
-    forward per iteration.
+    embedded by the current encoder, exactly what the method asks for, and sharing it saves one
+    encoder forward per iteration.
 
     Args:
         encoder: module ``(B, *shape) -> (B, ...)`` (flattened to ``(B, feature_dim)``).

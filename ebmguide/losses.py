@@ -1,4 +1,4 @@
-"""The CLEL objective (SPEC §3): functional terms and the :class:`CLELLoss` module.
+"""The CLEL objective: functional terms and the :class:`CLELLoss` module.
 
 ``L_EBM = mean E(x) − mean E(x′) + α·mean(E(x)² + E(x′)²) − β·mean cos(g(x), sg[z])`` for the EBM,
 and NT-Xent with temperature τ and the EBM's generated-sample directions as extra negatives for the

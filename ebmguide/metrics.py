@@ -66,7 +66,7 @@ def check_not_guide(feature_net: nn.Module, guide: nn.Module | None = None) -> N
             shares parameters with ``guide``.
     """
     message = ("the guiding encoder must not be the feature network of an evaluation: sampling is "
-               "steered towards its features, so it flatters the samples (SPEC §8). Use an "
+               "steered towards its features, so it flatters the samples. Use an "
                "independently trained network, e.g. the shapes classifier or Inception weights.")
     if any(isinstance(m, SimCLRGuide) for m in feature_net.modules()):
         raise ValueError(message)
@@ -116,7 +116,7 @@ def _prepare(net: nn.Module, example: Tensor, guide: nn.Module | None) -> _Quant
 class FrechetScorer:
     """Fréchet distances of sample sets against fixed real images (features computed once).
 
-    Both sets are quantized to 8 bits (floor(x · 256)) first, as in SPEC §8.
+    Both sets are quantized to 8 bits (floor(x · 256)) first, as in the paper's protocol.
 
     Args:
         real: ``(2N, C, H, W)`` images in [0, 1] (or ``(2N, D)`` vectors, used as they are); the
@@ -220,12 +220,27 @@ def kernel_distance(real: Tensor, fake: Tensor, feature_net: nn.Module, *, featu
                     guide: nn.Module | None = None) -> tuple[float, float]:
     """Kernel (Inception) distance, mean and std over random subsets; reproducible from ``seed``.
 
+    Args:
+        real: ``(N, C, H, W)`` reference images in [0, 1].
+        fake: ``(M, C, H, W)`` images to score, in [0, 1].
+        feature_net: maps images to ``(B, D)`` features (never the guiding encoder).
+        features: the feature network's name, for the caller's label.
+        subsets: number of random subsets the estimate is averaged over.
+        subset_size: images per subset; default ``min(1000, min(N, M) // 2)``, so that the subsets
+            differ and the std means something (a subset of every image would give std 0).
+        seed: seed of the subset draws.
+        guide: the guiding encoder, if any, to refuse it as ``feature_net``.
+
     Returns:
         ``(mean, std)``, labelled "KID (features: <name>)" by the caller.
     """
     from torchmetrics.image.kid import KernelInceptionDistance
 
-    size = min(len(real), len(fake)) if subset_size is None else subset_size
+    size = min(1000, min(len(real), len(fake)) // 2) if subset_size is None else subset_size
+    if size < 2:
+        raise ValueError(f"kernel_distance needs subsets of at least 2 images (subset_size="
+                         f"{size}); pass at least 4 real and 4 fake images or a larger "
+                         "subset_size.")
     wrapped = _prepare(feature_net, real, guide)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -1,4 +1,4 @@
-"""Out-of-distribution detection with the joint energy of CLEL (SPEC §6).
+"""Out-of-distribution detection with the joint energy of CLEL.
 
 The score of an input x is the joint log-density up to a constant, with the guide's own latent
 plugged in:
@@ -26,7 +26,7 @@ from ebmguide.protocols import ContrastiveGuide, EnergyModel
 __all__ = ["DEFAULT_OOD_BETA", "OODResult", "OODScores", "auroc", "ood_auroc", "ood_scores"]
 
 DEFAULT_OOD_BETA = 0.1
-"""Test-time β of the OOD score (SPEC §6); the training value 0.01 barely moves the score."""
+"""Test-time β of the OOD score; the training value 0.01 barely moves the score."""
 
 Data = Tensor | Iterable[Any]
 """A big ``(N, *shape)`` tensor (scored in chunks) or an iterable of batches: tensors, or

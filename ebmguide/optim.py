@@ -1,4 +1,4 @@
-"""CLEL's optimizers and learning-rate schedules (SPEC §7)."""
+"""CLEL's optimizers and learning-rate schedules."""
 
 from __future__ import annotations
 

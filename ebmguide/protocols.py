@@ -54,7 +54,7 @@ class GuideOutput(NamedTuple):
         loss: scalar contrastive loss (NT-Xent for the reference guide), differentiable in the
             guide's parameters only.
         target: ``(B, d)`` detached unit latents z of one augmented view of each real image; the
-            EBM's alignment term pulls g(x) towards these (SPEC §3).
+            EBM's alignment term pulls g(x) towards these.
     """
 
     loss: Tensor
@@ -78,7 +78,7 @@ class EnergyModel(Protocol):
     """A latent-variable EBM: an energy E(x) and a unit latent direction g(x).
 
     The joint density is p(x, z) ∝ exp(−E(x) + β g(x)ᵀz) for z on the unit sphere, so E alone
-    drives unconditional sampling and g(x) is the mean direction of p(z|x) (SPEC §2).
+    drives unconditional sampling and g(x) is the mean direction of p(z|x).
     Implementations are usually ``nn.Module`` subclasses; nothing is mutated by these methods
     except what the module's own forward mutates (e.g. spectral-norm power iterations in training
     mode).

@@ -331,8 +331,10 @@ class Trainer:
         values["its_per_s"] = rate
         self.last = values
         self.logger.log("train", self.iteration, values)
-        bar.set_postfix({"loss": f"{values['loss']:.3f}", "cd": f"{values['cd']:.3f}",
-                         "nce": f"{values['nce']:.2f}", "gap": f"{values['energy_gap']:.3f}"},
+        # Energies of spectrally normalised networks can be tiny (1e-6 early on): significant
+        # digits, not a fixed number of decimals, or the bar would show zeros.
+        bar.set_postfix({"loss": f"{values['loss']:.3f}", "cd": f"{values['cd']:.2e}",
+                         "nce": f"{values['nce']:.2f}", "gap": f"{values['energy_gap']:.2e}"},
                         refresh=False)
 
     # -- divergence ----------------------------------------------------------------------------

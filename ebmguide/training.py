@@ -1,4 +1,4 @@
-"""One CLEL training iteration (SPEC §3), end to end, with any conforming components."""
+"""One CLEL training iteration, end to end, with any conforming components."""
 
 from __future__ import annotations
 
@@ -142,7 +142,7 @@ def clel_step(
     3. The guide's NT-Xent on two views of x, with sg[g(x′)] as extra negatives.
     4. ``loss_fn`` (default ``CLELLoss()``) on real outputs, fake energies and sg[z].
     5. Both optimizers step on the sum; the stop-gradients make this the same as two separate
-       updates (SPEC §3).
+       updates.
 
     Args:
         ebm: the energy model (parameters updated by ``ebm_optimizer``).

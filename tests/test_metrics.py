@@ -76,6 +76,7 @@ def test_kid_is_reproducible(shapes: torch.Tensor, classifier: ShapesFeatureNet)
     again = kernel_distance(shapes[:100], noise, classifier, features="c", subsets=5)
     same = kernel_distance(shapes[:100], shapes[100:200], classifier, features="c", subsets=5)
     assert first == again and first[0] > same[0]
+    assert first[1] > 0  # the default subsets (50 images of 100) differ, so the std is informative
 
 
 def test_the_guide_is_refused_as_feature_network(shapes: torch.Tensor) -> None:

@@ -4,7 +4,7 @@ Also home of the condition helpers used by ``ebmguide sample --condition``: a co
 factor of the embedded shapes data (``colour=red``, ``shape=circle``, ``scale=small``,
 ``quadrant=top-left``), whose latent is the normalized mean embedding of the labelled shapes images
 with that value, or a reference image file (PNG, JPEG), whose latent is its own embedding. The
-checkpoint's EMA guide embeds them (SPEC §6).
+checkpoint's EMA guide embeds them.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                             "FID")
     p.add_argument("--real", choices=("held-out", "train"), default="held-out",
                    help="real images: held-out (generated with another seed, or the test split; "
-                        "default) or the training data (SPEC section 8's final protocol)")
+                        "default) or the training data (the paper's final protocol)")
     p.add_argument("--kid", action="store_true", help="also compute KID")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
     p.set_defaults(func=run)
@@ -150,8 +150,10 @@ def run(args: argparse.Namespace) -> int:
     print(result)
     if args.kid:
         kid, kid_std = kernel_distance(real[:n], fake, net, features=label)
-        values.update(kid=kid, kid_std=kid_std)
-        print(f"KID (features: {label}) = {kid:.5f} +- {kid_std:.5f}")
+        kid_floor, _ = kernel_distance(real[:n], real[n:], net, features=label)
+        values.update(kid=kid, kid_std=kid_std, kid_floor=kid_floor)
+        print(f"KID (features: {label}) = {kid:.5g} +- {kid_std:.2g}   "
+              f"real-vs-real floor = {kid_floor:.2g}")
     if args.json is not None:
         args.json.write_text(json.dumps(values, indent=2) + "\n", encoding="utf-8")
     return 0

@@ -1,4 +1,4 @@
-"""``ebmguide ood``: out-of-distribution detection AUROC with the joint energy (SPEC §6)."""
+"""``ebmguide ood``: out-of-distribution detection AUROC with the joint energy."""
 
 from __future__ import annotations
 

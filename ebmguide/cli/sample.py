@@ -11,7 +11,7 @@ __all__ = ["draw_samples", "register", "run", "save_samples"]
 DESCRIPTION = """\
 Draw samples from a checkpoint with the EMA EBM (--no-ema: the online one).
 --protocol fresh (default): N chains from uniform noise, --steps SGLD steps each.
---protocol buffer: SPEC section 8's protocol: a buffer of N uniform images, --rounds passes over it
+--protocol buffer: the paper's protocol: a buffer of N uniform images, --rounds passes over it
 in chunks of --chunk, each chunk through exactly the training sampler (re-initialisation,
 buffer augmentation, K steps, write back); the paper used N=50000, 10 rounds, chunks of 512.
 Writes a PNG grid and the samples as uint8 floor(x*256) in an .npz (key "images") or a .pt file."""
@@ -40,7 +40,7 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
                    help="a checkpoint file or a run folder (its newest checkpoint)")
     p.add_argument("--n", type=int, default=64, help="number of samples (default %(default)s)")
     p.add_argument("--protocol", choices=("fresh", "buffer"), default="fresh",
-                   help="fresh chains from noise, or the buffer protocol of SPEC section 8")
+                   help="fresh chains from noise, or the paper's buffer protocol")
     p.add_argument("--steps", type=int, metavar="K",
                    help="SGLD steps per chain or chunk (default: the run's eval.fresh_steps for "
                         "fresh chains, sampler.n_steps for the buffer protocol)")

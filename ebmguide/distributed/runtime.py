@@ -144,7 +144,7 @@ def shutdown(*wrapped: object) -> None:
     """Tear the process group down without the exit-time abort.
 
     DDP's reducer must be freed *before* ``destroy_process_group``: otherwise about a third of the
-    runs on gloo die at exit with "terminate called without an active exception" (DESIGN.md).
+    runs on gloo die at exit with "terminate called without an active exception".
     This releases the DDP modules inside the wrappers of :func:`~ebmguide.distributed.wrap_ddp`,
     collects garbage, waits for every rank and destroys the group. Drop your own references to
     raw ``DistributedDataParallel`` objects before calling it. Safe to call without a group.

@@ -1,4 +1,4 @@
-"""The CLEL energy backbones: pre-activation ResNets without normalization layers (SPEC §7).
+"""The CLEL energy backbones: pre-activation ResNets without normalization layers.
 
 Every convolution carries spectral normalization and every activation is LeakyReLU(0.2); inputs in
 [0, 1] are normalized per channel inside the network. The networks return pooled *features*

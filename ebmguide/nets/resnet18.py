@@ -1,4 +1,4 @@
-"""CIFAR ResNet-18, the encoder of CLEL's contrastive guide (SPEC §7), without torchvision.
+"""CIFAR ResNet-18, the encoder of CLEL's contrastive guide, without torchvision.
 
 He et al. (2016)'s ResNet-18 adapted to 32×32 images as in SimCLR's CIFAR experiments: a 3×3
 stride-1 stem and no max-pool. The last BatchNorm of every residual branch starts at zero

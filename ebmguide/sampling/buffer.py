@@ -1,4 +1,4 @@
-"""The replay buffer of persistent SGLD chains (SPEC §4)."""
+"""The replay buffer of persistent SGLD chains."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Stochastic-gradient Langevin dynamics as a pure function over an energy callable (SPEC §4).
+"""Stochastic-gradient Langevin dynamics as a pure function over an energy callable.
 
 One step is ``x ← clamp(x − η·clip(∇ₓE(x), −c, c) + σ·ε, lo, hi)`` with ε ~ N(0, I).
 

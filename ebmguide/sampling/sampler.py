@@ -1,4 +1,4 @@
-"""SGLDSampler: the stateful wrapper that owns the replay buffer (SPEC §4)."""
+"""SGLDSampler: the stateful wrapper that owns the replay buffer."""
 
 from __future__ import annotations
 

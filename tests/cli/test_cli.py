@@ -145,6 +145,7 @@ def test_evaluate_prints_fd_with_floor_and_never_fid(tiny_run: Path, tmp_path: P
     assert "KID (features: shapes-classifier)" in out and "FID" not in out
     values = json.loads(result.read_text())
     assert values["n"] == 20 and values["fd"] > 0 and values["fd_floor"] >= 0
+    assert "kid_floor" in values and values["kid_std"] > 0
 
 
 def test_evaluate_refuses_the_guide(tiny_run: Path, capsys: pytest.CaptureFixture[str]) -> None:

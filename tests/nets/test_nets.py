@@ -33,7 +33,7 @@ def n_params(module: nn.Module) -> int:
 
 
 def heads_count(feature_dim: int, hidden: int = 2048, latent: int = 128) -> int:
-    """Parameters of SphericalEBM's heads (SPEC §7).
+    """Parameters of SphericalEBM's heads.
 
     Energy head Linear(F, 2048) + bias, Linear(2048, 128) + bias; projection P
     Linear(128, 2048) and Linear(2048, 128), both without bias.
@@ -50,10 +50,10 @@ def test_heads_count_matches_spherical_ebm() -> None:
     assert n_params(ebm) == heads_count(256)
 
 
-# ---------------------------------------------------------------- parameter counts (SPEC §7)
+# ---------------------------------------------------------------- parameter counts
 
 def test_base_parameter_count() -> None:
-    # SPEC: "about 6.96 M parameters with both heads".
+    # The issue's reference: "about 6.96 M parameters with both heads".
     backbone = n_params(clel_resnet_base())
     assert backbone == 5_642_752
     implied = 6_960_000 - heads_count(256)
@@ -62,8 +62,8 @@ def test_base_parameter_count() -> None:
 
 
 def test_large_parameter_count() -> None:
-    # SPEC: "about 31 M parameters" with the heads; the architecture as specified gives 30.71 M
-    # (0.94 % below), so the towers land 1.03 % below the 28.64 M the round figure implies.
+    # The reference: "about 31 M parameters" with the heads; the architecture as specified gives
+    # 30.71 M (0.94 % below), so the towers land 1.03 % below the 28.64 M the round figure implies.
     model = clel_resnet_large()
     backbone = n_params(model)
     assert backbone == 28_345_344
