@@ -21,7 +21,6 @@ the newest one is damaged.
 
 from __future__ import annotations
 
-import collections
 import os
 import pickle
 import re
@@ -34,6 +33,8 @@ from typing import Any
 
 import torch
 
+from ebmguide._payload import check_state
+
 __all__ = [
     "CheckpointError",
     "CheckpointManager",
@@ -43,10 +44,6 @@ __all__ = [
 ]
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's (default) zip container starts with a local file header
-_SCALARS = (bool, int, float, complex, str, bytes, type(None), torch.dtype, torch.device)
-_TENSORS = (torch.Tensor, torch.nn.Parameter)
-_SEQUENCES = (list, tuple, set, torch.Size)
-_MAPPINGS = (dict, collections.OrderedDict)
 
 
 class CheckpointError(ValueError):
@@ -55,30 +52,6 @@ class CheckpointError(ValueError):
 
 class CheckpointWarning(UserWarning):
     """A damaged checkpoint was skipped in favour of an older one."""
-
-
-def _check_state(value: Any, where: str) -> None:
-    """Raise TypeError unless ``value`` loads back with ``weights_only=True``."""
-    kind = type(value)
-    if kind in _SCALARS or kind in _TENSORS:
-        return
-    if kind in _SEQUENCES:
-        for i, item in enumerate(value):
-            _check_state(item, f"{where}[{i}]")
-        return
-    if kind in _MAPPINGS:
-        for key, item in value.items():
-            _check_state(key, f"{where} key {key!r}")
-            _check_state(item, f"{where}[{key!r}]")
-        return
-    hint = (" Store a torch.Generator as its get_state() tensor." if kind is torch.Generator
-            else " Convert numpy values with torch.from_numpy(...) or float(...)."
-            if kind.__module__.startswith("numpy") else "")
-    raise TypeError(
-        f"state{where} is a {kind.__module__.replace('torch._C', 'torch')}.{kind.__qualname__}: "
-        f"a checkpoint may hold only tensors, numbers, strings, bools, None and "
-        f"lists/tuples/dicts of these, so that it loads with torch.load(weights_only=True).{hint}"
-    )
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -133,7 +106,7 @@ def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike[str]) -> P
     if not isinstance(state, Mapping):
         raise TypeError(f"state must be a mapping (a dict of tensors and plain data), got "
                         f"{type(state).__name__}.")
-    _check_state(dict(state), "")
+    check_state(dict(state), "")
     dest = Path(path)
     if dest.is_dir():
         raise IsADirectoryError(f"checkpoint path {dest} is a folder: pass a file name such as "

@@ -22,11 +22,13 @@ Latents come from reference images (:func:`embed_images`, one latent per image) 
 normalized mean embedding of a few labelled images (:func:`latent_from_examples`,
 :func:`latents_by_label`); labels are used at sampling time only. Everything works with any
 :class:`~ebmguide.protocols.EnergyModel` and :class:`~ebmguide.protocols.ContrastiveGuide`.
+
+The energies (:func:`and_energy`, :func:`or_energy`, :func:`composed_energy`) are defined in
+:mod:`ebmguide.composition` and importable from here; this module adds the latents and sampling.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -35,8 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ebmguide.composition import and_energy, composed_energy, or_energy
 from ebmguide.energy import conditional_energy
-from ebmguide.protocols import ContrastiveGuide, EnergyFn, EnergyModel, EnergyOutput
+from ebmguide.protocols import ContrastiveGuide, EnergyFn, EnergyModel
 from ebmguide.sampling.langevin import langevin_dynamics
 
 __all__ = [
@@ -49,9 +52,6 @@ __all__ = [
     "sample_conditional",
     "sample_energy",
 ]
-
-and_energy = conditional_energy
-"""E(x) − β Σ_k w_k cos(g(x), z_k): AND (positive weights) and NOT (negative weights)."""
 
 
 @contextmanager
@@ -74,126 +74,6 @@ def _chunks(x: Tensor, size: int) -> Iterator[Tensor]:
         raise ValueError(f"batch_size must be positive, got {size}.")
     for start in range(0, x.shape[0], size):
         yield x[start:start + size]
-
-
-def _as_latents(latents: Tensor, name: str) -> Tensor:
-    """``(K, d)`` or ``(d,)`` latents as detached, normalized float ``(K, d)``."""
-    if not isinstance(latents, Tensor):
-        raise TypeError(f"{name} must be a tensor (K, d), got {type(latents).__name__}.")
-    if latents.dim() == 1:
-        latents = latents.unsqueeze(0)
-    if latents.dim() != 2 or latents.shape[0] < 1:
-        raise ValueError(f"{name} must have shape (K, d) or (d,), got {tuple(latents.shape)}.")
-    return F.normalize(latents.detach().float(), dim=1)
-
-
-def _mixture_log_weights(weights: Sequence[float] | Tensor | None, z: Tensor) -> Tensor:
-    """Log π ``(K,)`` from positive weights (normalized to sum to 1); uniform when ``None``."""
-    k = z.shape[0]
-    if weights is None:
-        return torch.full((k,), -math.log(k), dtype=z.dtype, device=z.device)
-    w = torch.as_tensor(weights, dtype=z.dtype, device=z.device)
-    if w.shape != (k,):
-        raise ValueError(f"OR weights must have one entry per latent ({k}), got {tuple(w.shape)}.")
-    if not bool((w > 0).all()) or not bool(torch.isfinite(w).all()):
-        raise ValueError(
-            f"OR weights are mixture proportions and must be positive and finite, got "
-            f"{w.tolist()}; use an AND term with a negative weight for negation."
-        )
-    return torch.log(w / w.sum())
-
-
-def composed_energy(
-    model: EnergyModel,
-    *,
-    beta: float,
-    and_latents: Tensor | None = None,
-    and_weights: Sequence[float] | Tensor | None = None,
-    or_latents: Tensor | None = None,
-    or_weights: Sequence[float] | Tensor | None = None,
-) -> EnergyFn:
-    """AND/NOT terms plus an OR group, from one forward pass of the model.
-
-    E(x) − β Σ_j w_j cos(g(x), a_j) − logsumexp_k(β cos(g(x), o_k) + log π_k), where the a_j are
-    ``and_latents`` (weights ``and_weights``, negative for NOT) and the o_k are ``or_latents``
-    (mixture weights ``or_weights`` normalized to π). Either group may be left out.
-
-    Args:
-        model: any :class:`~ebmguide.protocols.EnergyModel`.
-        beta: guidance strength β ≥ 0.
-        and_latents: ``(J, d)`` or ``(d,)`` latents (normalized here), or ``None``.
-        and_weights: ``(J,)`` weights, default all ones.
-        or_latents: ``(K, d)`` or ``(d,)`` latents (normalized here), or ``None``.
-        or_weights: ``(K,)`` positive mixture weights, default uniform.
-
-    Returns:
-        A callable ``(B, *shape) -> (B,)`` usable with any sampler.
-    """
-    if not beta >= 0:
-        raise ValueError(f"beta must be non-negative, got {beta}; use a negative weight to negate.")
-    if or_latents is None:
-        if and_latents is None:
-            raise ValueError("give at least one latent (and_latents or or_latents).")
-        return conditional_energy(model, and_latents, beta=beta, weights=and_weights)
-    o = _as_latents(or_latents, "or_latents")
-    log_pi = _mixture_log_weights(or_weights, o)
-    and_part = (None if and_latents is None
-                else conditional_energy(_DirectionOnly(), and_latents, beta=beta,
-                                        weights=and_weights))
-
-    def energy_fn(x: Tensor) -> Tensor:
-        out = model.energy_and_direction(x)
-        if out.direction.shape[1] != o.shape[1]:
-            raise ValueError(
-                f"latents have size {o.shape[1]} but the model's directions have size "
-                f"{out.direction.shape[1]}; take latents from the guide that trained this model."
-            )
-        g = out.direction
-        logits = beta * (g @ o.to(g).T) + log_pi.to(g)
-        energy = out.energy - torch.logsumexp(logits, dim=1)
-        if and_part is not None:
-            energy = energy + and_part(g)
-        return energy
-
-    return energy_fn
-
-
-class _DirectionOnly:
-    """An EnergyModel over precomputed directions: E = 0 and g = the input itself.
-
-    Lets :func:`composed_energy` reuse :func:`~ebmguide.energy.conditional_energy` for its AND/NOT
-    terms on directions already computed, without a second forward pass of the real model.
-    """
-
-    def energy(self, g: Tensor) -> Tensor:
-        return torch.zeros(g.shape[0], dtype=g.dtype, device=g.device)
-
-    def energy_and_direction(self, g: Tensor) -> EnergyOutput:
-        return EnergyOutput(self.energy(g), g)
-
-    def parameters(self, recurse: bool = True) -> Iterator[torch.nn.Parameter]:
-        return iter(())
-
-
-def or_energy(
-    model: EnergyModel,
-    latents: Tensor,
-    *,
-    beta: float,
-    weights: Sequence[float] | Tensor | None = None,
-) -> EnergyFn:
-    """E_OR(x) = E(x) − logsumexp_k(β cos(g(x), z_k) + log π_k), the energy of a mixture.
-
-    Args:
-        model: any :class:`~ebmguide.protocols.EnergyModel`.
-        latents: ``(K, d)`` or ``(d,)`` latents (normalized here).
-        beta: guidance strength β ≥ 0 (also the sharpness of the OR: large β → max).
-        weights: ``(K,)`` positive mixture weights π (normalized to sum to 1), default uniform.
-
-    Returns:
-        A callable ``(B, *shape) -> (B,)``.
-    """
-    return composed_energy(model, beta=beta, or_latents=latents, or_weights=weights)
 
 
 @torch.no_grad()
@@ -280,6 +160,37 @@ def _langevin_settings(sampler: Any, overrides: dict[str, Any]) -> dict[str, Any
     return {**{k: getattr(sampler, k) for k in _SGLD_SETTINGS}, **overrides}
 
 
+def _pick_starts(init: Tensor, n: int, generator: torch.Generator | None) -> Tensor:
+    """``n`` of the start states ``init`` ``(M, *shape)``, M >= n, drawn without replacement."""
+    if init.dim() < 2 or init.shape[0] < n:
+        raise ValueError(f"init must hold at least n={n} start states, got {tuple(init.shape)}.")
+    pick = torch.randperm(init.shape[0], generator=generator,
+                          device=generator.device if generator is not None else "cpu")[:n]
+    return init[pick.to(init.device)]
+
+
+def _fresh_chunk(energy_fn: EnergyFn, b: int, *, sampler: Any, shape: Sequence[int] | None,
+                 generator: torch.Generator | None, device: torch.device | str,
+                 langevin_kwargs: dict[str, Any]) -> Tensor:
+    """``(b, *shape)`` samples of fresh chains, run as :func:`sample_energy` describes.
+
+    With a sampler that has ``sample_fresh``, its settings (``n_steps`` may be overridden); with any
+    other sampler, its ``sample``; without one, U[0, 1] noise of ``shape`` on ``device`` and
+    :func:`~ebmguide.sampling.langevin_dynamics` with ``langevin_kwargs``.
+    """
+    if sampler is not None and hasattr(sampler, "sample_fresh"):
+        fresh: Tensor = sampler.sample_fresh(energy_fn, b, generator=generator,
+                                             n_steps=langevin_kwargs.get("n_steps"))
+        return fresh
+    if sampler is not None:
+        drawn: Tensor = sampler.sample(energy_fn, b, generator=generator)
+        return drawn
+    if shape is None:
+        raise ValueError("give a sampler or the sample shape (shape=(C, H, W)).")
+    x = torch.rand((b, *shape), generator=generator, device=device)
+    return langevin_dynamics(energy_fn, x, generator=generator, **langevin_kwargs).samples
+
+
 def sample_energy(
     energy_fn: EnergyFn,
     n: int,
@@ -326,12 +237,7 @@ def sample_energy(
             f"{sorted(langevin_kwargs)}. Pass sampler=None to set the Langevin settings here."
         )
     if init is not None:
-        if init.dim() < 2 or init.shape[0] < n:
-            raise ValueError(f"init must hold at least n={n} start states, got "
-                             f"{tuple(init.shape)}.")
-        pick = torch.randperm(init.shape[0], generator=generator,
-                              device=generator.device if generator is not None else "cpu")[:n]
-        init = init[pick.to(init.device)]
+        init = _pick_starts(init, n, generator)
         settings = _langevin_settings(sampler, {k: v for k, v in langevin_kwargs.items()
                                                 if v is not None})
     chunk = n if batch_size is None else batch_size
@@ -341,17 +247,10 @@ def sample_energy(
         if init is not None:
             parts.append(langevin_dynamics(energy_fn, init[start:start + b], generator=generator,
                                            **settings).samples)
-        elif sampler is not None and hasattr(sampler, "sample_fresh"):
-            parts.append(sampler.sample_fresh(energy_fn, b, generator=generator,
-                                              n_steps=langevin_kwargs.get("n_steps")))
-        elif sampler is not None:
-            parts.append(sampler.sample(energy_fn, b, generator=generator))
         else:
-            if shape is None:
-                raise ValueError("give a sampler or the sample shape (shape=(C, H, W)).")
-            x = torch.rand((b, *shape), generator=generator, device=device)
-            parts.append(langevin_dynamics(energy_fn, x, generator=generator,
-                                           **langevin_kwargs).samples)
+            parts.append(_fresh_chunk(energy_fn, b, sampler=sampler, shape=shape,
+                                      generator=generator, device=device,
+                                      langevin_kwargs=langevin_kwargs))
     return torch.cat(parts)
 
 

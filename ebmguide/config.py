@@ -8,6 +8,9 @@ key or a value of the wrong type or range raises ``ValueError`` naming it.
 TOML has no null: optional settings (``sampler.grad_clip``, ``sampler.clamp``) take the string
 ``"none"`` to mean None.
 
+The dataclasses (:class:`RunConfig` and its sections) are defined in :mod:`ebmguide.config_schema`
+and importable from here.
+
 Example:
     >>> cfg = load_config("demo", ["train.iterations=200", "sampler.n_steps=20"])
     >>> cfg.train.iterations, cfg.sampler.n_steps, cfg.model.backbone
@@ -18,15 +21,27 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import sys
 import types
 import typing
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
+
+from ebmguide.config_schema import (
+    _SECTIONS,
+    DataConfig,
+    EMAConfig,
+    EvalConfig,
+    GuideConfig,
+    LossConfig,
+    ModelConfig,
+    OptimConfig,
+    RunConfig,
+    SamplerConfig,
+    TrainConfig,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -38,182 +53,6 @@ __all__ = [
     "OptimConfig", "RunConfig", "SamplerConfig", "TrainConfig", "config_from_dict",
     "config_to_dict", "dumps_toml", "load_config", "shipped_configs",
 ]
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Training data. ``name``: "shapes" (embedded), "toy2d", "cifar10" or "image_folder"."""
-
-    name: Literal["shapes", "toy2d", "cifar10", "image_folder"] = "shapes"
-    path: str = ""  # cifar10 / image_folder: directory or .tar.gz (see ebmguide.data.load_cifar10)
-    size: int = 16  # shapes: canvas side
-    n_train: int = 20_000  # shapes / toy2d: number of generated training samples
-    toy: str = "eight_gaussians"  # toy2d: one of ebmguide.data.TOY2D_NAMES
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """The EBM: a backbone inside :class:`~ebmguide.energy.SphericalEBM`."""
-
-    backbone: Literal["small_cnn", "mlp", "clel_resnet_small", "clel_resnet_base",
-                      "clel_resnet_large"] = "small_cnn"
-    width: int = 32  # small_cnn: first conv's channels; mlp: hidden width
-    latent_dim: int = 128  # d, shared with the guide
-    hidden_dim: int = 2048  # width of the energy and projection heads
-    spectral_norm: bool = True
-
-
-@dataclass(frozen=True)
-class GuideConfig:
-    """The contrastive guide: an encoder inside :class:`~ebmguide.guide.SimCLRGuide`."""
-
-    encoder: Literal["small_cnn", "mlp", "cifar_resnet18"] = "small_cnn"
-    width: int = 32
-    hidden_dim: int = 2048  # SimCLR projection head's hidden width
-    augment: Literal["strong", "weak", "flip", "none", "jitter"] = "strong"
-    jitter: float = 0.1  # std of the Gaussian "jitter" augmentation (vector data)
-    temperature: float = 0.2
-    extra_negatives: bool = True
-
-
-@dataclass(frozen=True)
-class SamplerConfig:
-    """SGLD with a replay buffer (:class:`~ebmguide.sampling.SGLDSampler`)."""
-
-    buffer_size: int = 10_000
-    n_steps: int = 60
-    step_size: float = 100.0
-    noise_scale: float = 1e-3
-    grad_clip: float | None = None
-    clamp: tuple[float, float] | None = (0.0, 1.0)
-    init_range: tuple[float, float] = (0.0, 1.0)
-    reinit_prob: float = 1e-3
-    augment: Literal["strong", "weak", "flip", "none"] = "strong"
-    autocast: Literal["none", "bf16"] = "none"
-
-
-@dataclass(frozen=True)
-class LossConfig:
-    """:class:`~ebmguide.losses.CLELLoss` weights."""
-
-    alpha: float = 1.0
-    beta: float = 0.01
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    """:func:`~ebmguide.optim.clel_optimizers` settings."""
-
-    ebm_lr: float = 1e-4
-    ebm_betas: tuple[float, float] = (0.0, 0.999)
-    warmup_iterations: int = 2_000
-    guide_lr: float = 0.03
-    guide_momentum: float = 0.9
-    guide_weight_decay: float = 5e-4
-    # "constant" after the warm-up (the paper); "cosine" decays the EBM's rate to 0 over the run,
-    # which steadies short runs such as the demo
-    ebm_schedule: Literal["constant", "cosine"] = "constant"
-
-
-@dataclass(frozen=True)
-class EMAConfig:
-    """EMA of both networks (:func:`~ebmguide.ema.make_ema`)."""
-
-    half_life_images: float = 20_000.0
-    copy_iterations: int = 312
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """The training loop, logging, checkpoints and the divergence guard."""
-
-    iterations: int = 100_000
-    batch_size: int = 64
-    log_every: int = 50
-    sample_every: int = 5_000  # sample grid PNGs
-    checkpoint_every: int = 5_000
-    keep_checkpoints: int = 2
-    num_threads: int = 0  # torch.set_num_threads on CPU; 0 leaves torch's default
-    joint_forward: bool = True
-    on_divergence: Literal["stop", "rollback"] = "stop"
-    max_rollbacks: int = 3
-    rollback_lr_factor: float = 0.5
-    tensorboard: bool = True  # also log to TensorBoard when torch.utils.tensorboard imports
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """In-training evaluation (logged to metrics.jsonl) and the final one."""
-
-    every: int = 0  # 0: only at the end (and at the start when > 0)
-    n_samples: int = 500
-    feature_net: Literal["auto", "shapes_classifier", "none"] = "auto"
-    fresh_steps: int = 0  # SGLD steps of the fresh chains in grids; 0: sampler.n_steps
-    grid_size: int = 64
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """A whole run: every section of the TOML file."""
-
-    name: str = "run"
-    seed: int = 0
-    device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    guide: GuideConfig = field(default_factory=GuideConfig)
-    sampler: SamplerConfig = field(default_factory=SamplerConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    ema: EMAConfig = field(default_factory=EMAConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-
-    def __post_init__(self) -> None:
-        _check_ranges(self)
-
-
-_POSITIVE = {"data.size", "data.n_train", "model.width", "model.latent_dim", "model.hidden_dim",
-             "guide.width", "guide.hidden_dim", "guide.temperature", "sampler.buffer_size",
-             "sampler.step_size", "optim.ebm_lr", "optim.guide_lr", "ema.half_life_images",
-             "train.iterations", "train.batch_size", "train.log_every", "train.sample_every",
-             "train.checkpoint_every", "train.keep_checkpoints", "train.rollback_lr_factor",
-             "eval.n_samples", "eval.grid_size"}
-_PROBABILITY = {"sampler.reinit_prob"}
-
-
-def _check_ranges(cfg: RunConfig) -> None:
-    if not 0 <= cfg.seed < 2**63:  # what torch.Generator.manual_seed takes without wrapping
-        raise ValueError(f"seed must be an int in [0, 2**63), got {cfg.seed}.")
-    flat = {f"{section}.{k}": v for section in _SECTIONS
-            for k, v in dataclasses.asdict(getattr(cfg, section)).items()}
-    for key, value in flat.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{key} must be a finite number, got {value!r}.")
-        if key in _POSITIVE and not value > 0:
-            raise ValueError(f"{key} must be positive, got {value!r}.")
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
-            raise ValueError(f"{key} must not be negative, got {value!r}.")
-        if key in _PROBABILITY and not value <= 1:
-            raise ValueError(f"{key} is a probability in [0, 1], got {value!r}.")
-    if cfg.sampler.grad_clip is not None and not cfg.sampler.grad_clip > 0:
-        raise ValueError("sampler.grad_clip must be positive, or \"none\" for no clipping.")
-    for key, pair in (("sampler.clamp", cfg.sampler.clamp),
-                      ("sampler.init_range", cfg.sampler.init_range)):
-        if pair is not None and not pair[0] < pair[1]:
-            raise ValueError(f"{key} must be [low, high] with low < high, got {list(pair)}.")
-    if cfg.train.batch_size > cfg.sampler.buffer_size:
-        raise ValueError(f"train.batch_size ({cfg.train.batch_size}) exceeds sampler.buffer_size "
-                         f"({cfg.sampler.buffer_size}); enlarge the buffer.")
-    if not cfg.train.rollback_lr_factor <= 1:
-        raise ValueError("train.rollback_lr_factor must lie in (0, 1].")
-
-
-_SECTIONS: dict[str, type[Any]] = {
-    "data": DataConfig, "model": ModelConfig, "guide": GuideConfig, "sampler": SamplerConfig,
-    "loss": LossConfig, "optim": OptimConfig, "ema": EMAConfig, "train": TrainConfig,
-    "eval": EvalConfig,
-}
 
 
 def _convert(key: str, value: Any, hint: Any) -> Any:

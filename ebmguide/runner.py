@@ -13,11 +13,9 @@ iterations with :func:`~ebmguide.training.clel_step`, and writes a run folder::
 All randomness comes from explicit generators whose states are checkpointed, so on CPU
 ``N`` iterations straight and ``N/2`` + resume + ``N/2`` give bit-identical parameters.
 
-Divergence guard: after every iteration one host sync checks that the samples, energies and loss
-terms are finite. With ``train.on_divergence = "stop"`` a :class:`DivergenceError` names the
-iteration, the first non-finite term and the last good checkpoint; with ``"rollback"`` the run
-reloads the last good checkpoint, multiplies both learning rates by ``train.rollback_lr_factor``,
-reseeds its generator, and goes on, at most ``train.max_rollbacks`` times.
+Divergence guard (:mod:`ebmguide.divergence`): after every iteration one host sync checks that
+the samples, energies and loss terms are finite; if not, the run stops with a
+:class:`DivergenceError` or rolls back to its last good checkpoint (``train.on_divergence``).
 """
 
 from __future__ import annotations
@@ -31,17 +29,10 @@ import torch
 from torch import Tensor
 
 from ebmguide.builders import build_components, load_training_data, resolve_device
-from ebmguide.checkpoint import CheckpointManager, load_checkpoint
-from ebmguide.config import (
-    RunConfig,
-    apply_overrides,
-    config_from_dict,
-    config_to_dict,
-    dumps_toml,
-)
+from ebmguide.checkpoint import CheckpointManager
+from ebmguide.config import RunConfig, config_to_dict, dumps_toml
 from ebmguide.distributed import (
     DistributedContext,
-    all_ranks,
     local_context,
     rank_seed,
     reduce_mean,
@@ -55,77 +46,28 @@ from ebmguide.distributed.trainer import (
     rank_zero_checkpoints,
     select_rank_state,
 )
+from ebmguide.divergence import CHECK_ORDER as CHECK_ORDER  # importable from here as before
+from ebmguide.divergence import (
+    DivergenceError,
+    first_nonfinite,
+    handle_divergence,
+    parameters_flag,
+)
 from ebmguide.ema import update_ema
 from ebmguide.energy import SphericalEBM
 from ebmguide.evaluation import Evaluator, fresh_chains
 from ebmguide.grid import save_panels
 from ebmguide.logging_utils import RunLogger
+from ebmguide.run_state import (
+    components_state,
+    find_checkpoint,
+    load_components_state,
+    load_run,
+    load_state,
+)
 from ebmguide.training import clel_step
 
 __all__ = ["DivergenceError", "Trainer", "find_checkpoint", "load_run", "load_state"]
-
-CHECK_ORDER = ("samples", "energy_real", "energy_fake", "cd", "reg", "align", "nce", "loss",
-               "parameters")
-"""Order in which the divergence guard names the first non-finite term (the likely cause first)."""
-
-_ROLLBACK_SEED_STRIDE = 1_000_003  # a rollback reseeds the run's generator with seed + k·stride
-
-
-class DivergenceError(RuntimeError):
-    """Training produced a non-finite value.
-
-    Attributes:
-        iteration: the iteration (1-based) whose result was not finite.
-        term: the first non-finite term of :data:`CHECK_ORDER`.
-        checkpoint: the last good checkpoint, or None when none was written yet.
-    """
-
-    def __init__(self, iteration: int, term: str, checkpoint: Path | None,
-                 detail: str = "") -> None:
-        self.iteration, self.term, self.checkpoint = iteration, term, checkpoint
-        where = (f"the last good checkpoint is {checkpoint}; resume from it with a lower learning "
-                 f"rate (--set optim.ebm_lr=...) or set train.on_divergence = \"rollback\""
-                 if checkpoint is not None else "no checkpoint was written yet")
-        super().__init__(f"training diverged at iteration {iteration}: {term} is not finite"
-                         f"{detail}; {where}.")
-
-
-def find_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or the newest one of a run folder (``<run>/checkpoints``)."""
-    p = Path(path)
-    if p.is_file():
-        return p
-    folder = p / "checkpoints" if (p / "checkpoints").is_dir() else p
-    found = CheckpointManager(folder).checkpoints() if folder.is_dir() else []
-    if not found:
-        raise FileNotFoundError(f"no checkpoint at {p}: pass a checkpoint file or a run folder "
-                                f"holding checkpoints/ckpt-*.pt.")
-    return found[-1]
-
-
-def load_state(path: str | Path) -> tuple[dict[str, Any], Path]:
-    """A checkpoint's state and path: a file, or a run folder's newest checkpoint that loads.
-
-    A damaged newest checkpoint of a folder is skipped with a warning.
-    """
-    p = Path(path)
-    if p.is_dir():
-        folder = p / "checkpoints" if (p / "checkpoints").is_dir() else p
-        loaded = CheckpointManager(folder).load_latest()
-        if loaded is None:
-            raise FileNotFoundError(f"no checkpoint at {p}: pass a checkpoint file or a run "
-                                    f"folder holding checkpoints/ckpt-*.pt.")
-        return loaded
-    state = load_checkpoint(p)
-    if state.get("format") != "ebmguide-checkpoint":
-        raise ValueError(f"{p} is not an ebmguide training checkpoint.")
-    return state, p
-
-
-def load_run(path: str | Path, overrides: Sequence[str] = ()) -> tuple[dict[str, Any], RunConfig]:
-    """Load a checkpoint (file or run folder) and its configuration, with overrides applied."""
-    state, _ = load_state(path)
-    return state, config_from_dict(apply_overrides(state["config"], overrides))
 
 
 class Trainer:
@@ -185,16 +127,10 @@ class Trainer:
     # -- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """The checkpoint of the run (see docs: checkpoint format)."""
-        p, o = self.parts, self.parts.optimizers
         return gather_rank_state({  # distributed: per-rank sampler/data/rng lists on rank 0
             "format": "ebmguide-checkpoint", "version": 1, "iteration": self.iteration,
-            "config": config_to_dict(self.cfg),
-            "ebm": p.ebm.state_dict(), "guide": p.guide.state_dict(),
-            "ebm_ema": p.ebm_ema.state_dict(), "guide_ema": p.guide_ema.state_dict(),
-            "optimizers": {"ebm": o.ebm.state_dict(), "guide": o.guide.state_dict(),
-                           "ebm_scheduler": o.ebm_scheduler.state_dict(),
-                           "guide_scheduler": o.guide_scheduler.state_dict()},
-            "sampler": p.sampler.state_dict(), "data": self.batches.state_dict(),
+            "config": config_to_dict(self.cfg), **components_state(self.parts),
+            "data": self.batches.state_dict(),
             "rng": {"generator": self.generator.get_state(), "torch": torch.get_rng_state()},
             "world_size": self.dist.world_size, "metrics": dict(self.last),
             "divergence": {"rollbacks": self.rollbacks, "lr_scale": self.lr_scale},
@@ -205,14 +141,7 @@ class Trainer:
         if state.get("format") != "ebmguide-checkpoint":
             raise ValueError("this file is not an ebmguide training checkpoint.")
         state = select_rank_state(state, self.dist)  # distributed: checks W, takes this rank's
-        p, o = self.parts, self.parts.optimizers
-        p.ebm.load_state_dict(state["ebm"])
-        p.guide.load_state_dict(state["guide"])
-        p.ebm_ema.load_state_dict(state["ebm_ema"])
-        p.guide_ema.load_state_dict(state["guide_ema"])
-        for name in ("ebm", "guide", "ebm_scheduler", "guide_scheduler"):
-            getattr(o, name).load_state_dict(state["optimizers"][name])
-        p.sampler.load_state_dict(state["sampler"])
+        load_components_state(self.parts, state)
         self.batches.load_state_dict(state["data"])
         self.generator.set_state(state["rng"]["generator"])
         torch.set_rng_state(state["rng"]["torch"])
@@ -243,18 +172,6 @@ class Trainer:
         terms["samples"] = torch.where(all_finite, 0.0, float("nan"))  # NaN flags a bad chain
         return terms
 
-    def _parameters_flag(self) -> Tensor:
-        """0 when both networks' parameters are finite, else NaN (no host sync)."""
-        params = [p for m in (self.parts.ebm, self.parts.guide) for p in m.parameters()]
-        finite = torch.stack([p.isfinite().all() for p in params]).all()
-        return torch.where(finite, 0.0, float("nan"))
-
-    def _first_nonfinite(self, terms: dict[str, Tensor]) -> str | None:
-        keys = [k for k in CHECK_ORDER if k in terms]
-        finite = torch.stack([terms[k].float().isfinite().all() for k in keys])
-        flags = all_ranks(finite).tolist()  # 1 sync; distributed: every rank decides alike
-        return next((k for k, ok in zip(keys, flags, strict=True) if not ok), None)
-
     def run(self, until: int | None = None) -> dict[str, float]:
         """Train up to ``until`` (default: ``train.iterations``); returns the final evaluation.
 
@@ -277,10 +194,10 @@ class Trainer:
                 if (self.iteration + 1) % t.checkpoint_every == 0 or self.iteration + 1 == end:
                     # A NaN gradient under a finite loss poisons the weights with no term to
                     # show it: check them before any checkpoint can be written.
-                    terms["parameters"] = self._parameters_flag()
-                bad = self._first_nonfinite(terms)
+                    terms["parameters"] = parameters_flag((self.parts.ebm, self.parts.guide))
+                bad = first_nonfinite(terms)
                 if bad is not None:
-                    self._diverged(bad)
+                    handle_divergence(self, bad)
                     bar.n = self.iteration
                     bar.refresh()
                     continue
@@ -336,35 +253,6 @@ class Trainer:
         bar.set_postfix({"loss": f"{values['loss']:.3f}", "cd": f"{values['cd']:.2e}",
                          "nce": f"{values['nce']:.2f}", "gap": f"{values['energy_gap']:.2e}"},
                         refresh=False)
-
-    # -- divergence ----------------------------------------------------------------------------
-    def _diverged(self, term: str) -> None:
-        t = self.cfg.train
-        latest = self.manager.checkpoints()
-        checkpoint = latest[-1] if latest else None
-        failed = self.iteration + 1
-        self.logger.log("divergence", failed, {"term": term, "rollbacks": self.rollbacks,
-                                               "checkpoint": str(checkpoint)})
-        if t.on_divergence == "stop" or checkpoint is None or self.rollbacks >= t.max_rollbacks:
-            detail = (f" after {self.rollbacks} rollback(s) (train.max_rollbacks = "
-                      f"{t.max_rollbacks})" if t.on_divergence == "rollback" else "")
-            self.logger.close()
-            raise DivergenceError(failed, term, checkpoint, detail)
-        loaded = self.manager.load_latest()
-        assert loaded is not None  # a checkpoint exists: checked above
-        rollbacks = self.rollbacks + 1
-        self.load_state_dict(loaded[0])
-        self.rollbacks, scale = rollbacks, t.rollback_lr_factor ** rollbacks
-        factor, self.lr_scale = scale / self.lr_scale, scale  # relative to the checkpoint's lrs
-        for opt, sched in ((self.parts.optimizers.ebm, self.parts.optimizers.ebm_scheduler),
-                           (self.parts.optimizers.guide, self.parts.optimizers.guide_scheduler)):
-            sched.base_lrs = [lr * factor for lr in sched.base_lrs]
-            for group in opt.param_groups:
-                group["lr"] *= factor
-        self.generator.manual_seed(rank_seed(self.cfg.seed + _ROLLBACK_SEED_STRIDE * rollbacks,
-                                             self.dist.rank))
-        self.logger.log("rollback", self.iteration, {"from": str(loaded[1]), "lr_scale": scale,
-                                                     "rollbacks": rollbacks})
 
     # -- evaluation and samples --------------------------------------------------------------
     @property

@@ -98,7 +98,7 @@ def test_missing_inception_weights_error_clearly(tmp_path: Path) -> None:
 
 
 def test_shapes_feature_net_is_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ebmguide.metrics as metrics
+    import ebmguide.feature_nets as feature_nets  # where shapes_feature_net looks it up
 
     calls = []
 
@@ -106,7 +106,7 @@ def test_shapes_feature_net_is_cached(tmp_path: Path, monkeypatch: pytest.Monkey
         calls.append(kwargs)
         return ShapesFeatureNet().eval(), {"shape": 1.0}
 
-    monkeypatch.setattr(metrics, "train_shapes_feature_net", fake_train)
+    monkeypatch.setattr(feature_nets, "train_shapes_feature_net", fake_train)
     cache = tmp_path / "feature_net.pt"
     first = shapes_feature_net(cache, size=16)
     second = shapes_feature_net(cache, size=16)

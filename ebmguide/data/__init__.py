@@ -1,7 +1,8 @@
 """Data: the embedded coloured-shapes set, 2-D toy sets, CIFAR-10 from local files, batching.
 
-- :mod:`ebmguide.data.shapes`: procedurally generated shapes with known factors and a rule-based
-  factor reader, for exact evaluation of (conditional) generation on a CPU;
+- :mod:`ebmguide.data.shapes`: procedurally generated shapes with known factors, and
+  :mod:`ebmguide.data.factors`: their rule-based factor reader, for exact evaluation of
+  (conditional) generation on a CPU;
 - :mod:`ebmguide.data.toy2d`: classic 2-D densities;
 - :mod:`ebmguide.data.cifar`: CIFAR-10 from python batches, an image folder or an archive, and
   dequantization;
@@ -9,6 +10,7 @@
 """
 
 from ebmguide.data.cifar import CIFAR10_CLASSES, LabelledImages, dequantize, load_cifar10
+from ebmguide.data.factors import read_factors
 from ebmguide.data.loader import BatchTransform, InfiniteBatches
 from ebmguide.data.shapes import (
     COLOUR_RGB,
@@ -24,7 +26,6 @@ from ebmguide.data.shapes import (
     ShapesData,
     make_shapes,
     make_shifted_shapes,
-    read_factors,
 )
 from ebmguide.data.toy2d import (
     TOY2D_NAMES,

@@ -16,8 +16,9 @@ distance in pixels from the pixel centre to the outline (the exact box-filter co
 edge), so edges take intermediate values. Rendering is vectorised over the whole batch.
 
 Because the factors are known, conditional and compositional generation can be judged exactly:
-:func:`read_factors` reads colour, scale, position and (by template matching) shape back from any
-image by rule, with no neural network involved. :func:`make_shifted_shapes` builds
+:func:`~ebmguide.data.factors.read_factors` (in :mod:`ebmguide.data.factors`, also importable from
+here and from ``ebmguide.data``) reads colour, scale, position and (by template matching) shape
+back from any image by rule, with no neural network involved. :func:`make_shifted_shapes` builds
 out-of-distribution sets (novel colours, novel shapes, noise).
 """
 
@@ -29,7 +30,6 @@ from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ebmguide.data.toy2d import check_count_and_generator
@@ -37,7 +37,7 @@ from ebmguide.data.toy2d import check_count_and_generator
 __all__ = [
     "COLOURS", "COLOUR_RGB", "NOVEL_COLOURS", "NOVEL_SHAPES", "QUADRANTS", "SCALES", "SCALE_RADII",
     "SHAPES", "SHIFT_KINDS", "ShapesConfig", "ShapesData", "make_shapes", "make_shifted_shapes",
-    "read_factors",
+    "read_factors",  # noqa: F822 - defined in ebmguide.data.factors, see __getattr__ below
 ]
 
 SHAPES = ("circle", "square", "triangle", "cross")
@@ -285,88 +285,10 @@ def make_shifted_shapes(
     raise ValueError(f"Unknown shift kind {kind!r}; choose one of {', '.join(SHIFT_KINDS)}.")
 
 
-def _foreground(images: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-pixel foreground coverage ``(N, H, W)`` and background level ``(N,)``.
+def __getattr__(name: str) -> Callable[..., dict[str, Tensor]]:
+    """``read_factors``, which lives in :mod:`ebmguide.data.factors`, imported on first access."""
+    if name == "read_factors":
+        from ebmguide.data.factors import read_factors
 
-    A palette colour has a channel at 1, so a pixel covering a fraction α of a shape over a grey
-    background b has max-channel value α + (1 − α) b; the median max-channel value is b (shapes
-    cover well under half of the canvas).
-    """
-    value = images.amax(dim=1)
-    grey = value.flatten(1).median(dim=1).values
-    alpha = (value - grey.view(-1, 1, 1)) / (1 - grey).clamp_min(1e-3).view(-1, 1, 1)
-    return alpha.clamp(0.0, 1.0), grey
-
-
-def read_factors(
-    images: Tensor,
-    *,
-    shapes: tuple[str, ...] = SHAPES,
-    colours: tuple[str, ...] = COLOURS,
-    scales: tuple[str, ...] = SCALES,
-) -> dict[str, Tensor]:
-    """Read the factors of shape images back by rule (no neural network).
-
-    Foreground coverage α is estimated per pixel from the brightest channel against the median
-    (background) level b, and kept only within one pixel of the core α > 0.25, which removes faint
-    noise away from the shape. Then: position = the α-weighted centroid; quadrant from it;
-    area = Σ α / S², and the scale is the one whose area π r² is nearest in log scale; colour = the
-    palette colour nearest to the unmixed mean colour Σ α (x − (1 − α) b) / Σ α²; shape = the
-    template, rendered at the read position and scale, with the highest soft IoU
-    Σ min(α, t) / Σ max(α, t). Shape reading needs S >= 16 (at 8 × 8 the shapes are a few pixels).
-
-    Args:
-        images: ``(N, 3, H, W)`` float images in [0, 1], clean or noisy, e.g. model samples.
-        shapes: candidate shape names (labels index into this tuple).
-        colours: candidate colour names (labels index into this tuple).
-        scales: candidate scale names.
-
-    Returns:
-        Int64 ``(N,)`` labels ``"shape"``, ``"colour"``, ``"scale"``, ``"quadrant"`` (−1 where no
-        foreground was found); float ``"position"`` ``(N, 2)`` (x, y) in [0, 1] (0.5 if none),
-        ``"area"`` ``(N,)`` (fraction of the canvas), ``"colour_error"`` ``(N,)`` (RGB distance to
-        the chosen colour) and ``"shape_iou"`` ``(N,)`` (best template match, 1 = exact); the last
-        two say how clean a sample is. Clean generated images of size 16 or 32 are read with
-        ≥ 99 % accuracy for every factor.
-
-    Raises:
-        TypeError: if ``images`` is not a floating-point tensor.
-        ValueError: for a wrong shape or unknown names.
-    """
-    if not isinstance(images, Tensor) or not images.is_floating_point():
-        raise TypeError("images must be a float tensor (N, 3, H, W) in [0, 1].")
-    if images.dim() != 4 or images.shape[1] != 3 or images.shape[2] != images.shape[3] \
-            or images.shape[3] < 8:
-        raise ValueError(f"images must have shape (N, 3, S, S), S >= 8; got {tuple(images.shape)}.")
-    ShapesConfig(8, shapes, colours, scales)  # validates the names
-    x = images.detach().float().cpu()
-    size = x.shape[-1]
-    alpha, grey = _foreground(x)
-    core = alpha > 0.25  # faint noise stays below; the shape's edge pixels are next to the core
-    found = core.sum(dim=(1, 2)) > 0
-    alpha = alpha * F.max_pool2d(core.float().unsqueeze(1), 3, 1, 1).squeeze(1)
-    mass = alpha.sum(dim=(1, 2))
-    grid = torch.arange(size) + 0.5
-    centre = torch.stack([(alpha.sum(1) * grid).sum(1), (alpha.sum(2) * grid).sum(1)], dim=1)
-    position = (centre / (size * mass.clamp_min(1e-6)).unsqueeze(1)).where(found.unsqueeze(1), 0.5)
-    quadrant = 2 * (position[:, 1] >= 0.5).long() + (position[:, 0] >= 0.5).long()
-    area = mass / size**2
-    radii = torch.tensor([SCALE_RADII[s] for s in scales])
-    scale = (area.clamp_min(1e-6).log().unsqueeze(1) - (math.pi * radii**2).log()).abs().argmin(1)
-    unmixed = (x - (1 - alpha).unsqueeze(1) * grey.view(-1, 1, 1, 1)) * alpha.unsqueeze(1)
-    mean = unmixed.sum((2, 3)) / alpha.square().sum((1, 2)).clamp_min(1e-6).unsqueeze(1)
-    distance = torch.cdist(mean, torch.tensor([COLOUR_RGB[c] for c in colours]))
-    colour_error, colour = distance.min(dim=1)
-    scores = []
-    for k in range(len(shapes)):
-        template = _coverage(shapes, torch.full_like(scale, k), position * size,
-                             radii[scale] * size, size)
-        scores.append(torch.minimum(alpha, template).sum((1, 2))
-                      / torch.maximum(alpha, template).sum((1, 2)).clamp_min(1e-6))
-    shape_iou, shape = torch.stack(scores, dim=1).max(dim=1)
-    missing = torch.tensor(-1)
-    return {
-        "shape": shape.where(found, missing), "colour": colour.where(found, missing),
-        "scale": scale.where(found, missing), "quadrant": quadrant.where(found, missing),
-        "position": position, "area": area, "colour_error": colour_error, "shape_iou": shape_iou,
-    }
+        return read_factors
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

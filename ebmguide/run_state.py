@@ -1,0 +1,101 @@
+"""The checkpoint of a training run: the state of its components, and finding and loading one.
+
+A checkpoint of :class:`~ebmguide.runner.Trainer` is a plain dict marked
+``"format": "ebmguide-checkpoint"`` that holds the iteration, the resolved configuration, the state
+of every component (:func:`components_state`: both networks, their EMAs, both optimizers and
+schedulers, the sampler with its replay buffer), the data position, the generators' states, the
+last logged metrics and the divergence guard's counters. :func:`find_checkpoint`,
+:func:`load_state` and :func:`load_run` find and load one from a file or a run folder; they are
+importable from :mod:`ebmguide.runner` too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ebmguide.builders import Components
+from ebmguide.checkpoint import CheckpointManager, load_checkpoint
+from ebmguide.config import RunConfig, apply_overrides, config_from_dict
+
+__all__ = ["components_state", "find_checkpoint", "load_components_state", "load_run",
+           "load_state"]
+
+_OPTIMIZERS = ("ebm", "guide", "ebm_scheduler", "guide_scheduler")
+
+
+def components_state(parts: Components) -> dict[str, Any]:
+    """The checkpoint entries of a run's components, in the order a checkpoint holds them.
+
+    Args:
+        parts: the run's components.
+
+    Returns:
+        ``"ebm"``, ``"guide"``, ``"ebm_ema"``, ``"guide_ema"``: the networks' state dicts;
+        ``"optimizers"``: ``{"ebm", "guide", "ebm_scheduler", "guide_scheduler"}`` state dicts;
+        ``"sampler"``: the sampler's state (its replay buffer included).
+    """
+    o = parts.optimizers
+    return {
+        "ebm": parts.ebm.state_dict(), "guide": parts.guide.state_dict(),
+        "ebm_ema": parts.ebm_ema.state_dict(), "guide_ema": parts.guide_ema.state_dict(),
+        "optimizers": {"ebm": o.ebm.state_dict(), "guide": o.guide.state_dict(),
+                       "ebm_scheduler": o.ebm_scheduler.state_dict(),
+                       "guide_scheduler": o.guide_scheduler.state_dict()},
+        "sampler": parts.sampler.state_dict(),
+    }
+
+
+def load_components_state(parts: Components, state: Mapping[str, Any]) -> None:
+    """Restore the entries of :func:`components_state` into ``parts``, in place.
+
+    Args:
+        parts: the run's components, built from the checkpoint's configuration.
+        state: a checkpoint (this process's view of it under torchrun).
+    """
+    parts.ebm.load_state_dict(state["ebm"])
+    parts.guide.load_state_dict(state["guide"])
+    parts.ebm_ema.load_state_dict(state["ebm_ema"])
+    parts.guide_ema.load_state_dict(state["guide_ema"])
+    for name in _OPTIMIZERS:
+        getattr(parts.optimizers, name).load_state_dict(state["optimizers"][name])
+    parts.sampler.load_state_dict(state["sampler"])
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or the newest one of a run folder (``<run>/checkpoints``)."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    folder = p / "checkpoints" if (p / "checkpoints").is_dir() else p
+    found = CheckpointManager(folder).checkpoints() if folder.is_dir() else []
+    if not found:
+        raise FileNotFoundError(f"no checkpoint at {p}: pass a checkpoint file or a run folder "
+                                f"holding checkpoints/ckpt-*.pt.")
+    return found[-1]
+
+
+def load_state(path: str | Path) -> tuple[dict[str, Any], Path]:
+    """A checkpoint's state and path: a file, or a run folder's newest checkpoint that loads.
+
+    A damaged newest checkpoint of a folder is skipped with a warning.
+    """
+    p = Path(path)
+    if p.is_dir():
+        folder = p / "checkpoints" if (p / "checkpoints").is_dir() else p
+        loaded = CheckpointManager(folder).load_latest()
+        if loaded is None:
+            raise FileNotFoundError(f"no checkpoint at {p}: pass a checkpoint file or a run "
+                                    f"folder holding checkpoints/ckpt-*.pt.")
+        return loaded
+    state = load_checkpoint(p)
+    if state.get("format") != "ebmguide-checkpoint":
+        raise ValueError(f"{p} is not an ebmguide training checkpoint.")
+    return state, p
+
+
+def load_run(path: str | Path, overrides: Sequence[str] = ()) -> tuple[dict[str, Any], RunConfig]:
+    """Load a checkpoint (file or run folder) and its configuration, with overrides applied."""
+    state, _ = load_state(path)
+    return state, config_from_dict(apply_overrides(state["config"], overrides))
