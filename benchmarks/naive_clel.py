@@ -1,4 +1,4 @@
-"""A CLEL iteration written the way research code usually is (SPEC §9), as the baseline.
+"""A CLEL iteration written the way research code usually is, as the baseline.
 
 Same networks, hyperparameters, losses and update as :func:`ebmguide.clel_step`, with the habits
 that cost time:
@@ -11,7 +11,7 @@ that cost time:
   then one per view for NT-Xent, each view augmented image by image.
 
 The EBM is in eval mode while sampling, as in ebmguide, so spectral norm costs the same on both
-sides. This is our own code, written from the paper's description (SPEC §3–§5); the research
+sides. This is our own code, written from the paper's description ; the research
 code itself is not used.
 """
 

@@ -50,3 +50,16 @@ def test_example_runs_as_a_script(tmp_path: Path) -> None:
         cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "run folder:" in result.stdout
+
+
+def test_conditional_experiments_run_with_smoke() -> None:
+    """The script behind docs/conditional.md: every table and grid is produced (tiny model)."""
+    module = load("conditional/run_experiments.py")
+    torch.set_num_threads(1)
+    res = module.main(module.get_args_parser().parse_args(["--smoke"]))
+    factors = {row["condition"].split("=")[0] for row in res["single"]}
+    assert factors == {"shape", "colour", "scale", "quadrant"}
+    assert all(0.0 <= row["conditional"] <= 1.0 for row in res["single"])
+    assert {"and", "not", "or"} == set(res["compositions"])
+    assert {"novel_colours", "novel_shapes", "noise"} <= set(res["ood"])
+    assert all(0.0 <= v <= 1.0 for row in res["ood"].values() for v in row.values())

@@ -1,9 +1,9 @@
 """Shared by the conditional-sampling and OOD tutorials: a CLEL model of the embedded shapes.
 
-``get_model`` trains CLEL on 16x16 shapes with the settings of ``ebmguide demo`` (about 5 minutes
-for 1,500 iterations on 2 CPU cores) and returns the EMA networks in eval mode, or loads them from
-``--model PATH`` when that file exists (and saves them there after training), so the second
-tutorial can reuse the first one's model.
+``get_model`` trains CLEL on 16x16 shapes with the networks of ``ebmguide demo`` and a lighter
+sampler (30 SGLD steps of step size 1; about 5 minutes for 1,500 iterations on 2 CPU cores) and
+returns the EMA networks in eval mode, or loads them from ``--model PATH`` when that file exists
+(and saves them there after training), so the second tutorial can reuse the first one's model.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 def build(smoke: bool, generator: torch.Generator) -> tuple[eg.SphericalEBM, eg.SimCLRGuide,
                                                            eg.SGLDSampler]:
-    """The networks and sampler of ``ebmguide demo`` (smaller for ``--smoke``)."""
+    """The networks of ``ebmguide demo`` and a light sampler (all smaller for ``--smoke``)."""
     width, hidden = (8, 32) if smoke else (32, 256)
     ebm = eg.SphericalEBM(SmallCNN(width=width), latent_dim=LATENT, hidden_dim=hidden)
     guide = eg.SimCLRGuide(SmallCNN(width=width, spectral_norm=False, norm="batch",
