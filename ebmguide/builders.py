@@ -88,26 +88,35 @@ class TrainingData:
         return InfiniteBatches(data, batch_size, generator=torch.Generator().manual_seed(seed),
                                transform=transform, rank=rank, world_size=world_size)
 
-    def held_out(self, n: int) -> Tensor:
+    def held_out(self, n: int, *, at_least: int | None = None) -> Tensor:
         """``n`` real samples never used for training, as floats (images in [0, 1]).
 
-        Generated (or drawn from the test split) once with a fixed seed, then cached.
+        Generated (or drawn from the test split) once with a fixed seed, then cached. A finite
+        test split smaller than ``n`` gives all its images when it has ``at_least`` of them
+        (default ``n``) and raises ``ValueError`` otherwise.
         """
+        need = n if at_least is None else min(n, at_least)
         if self._held_out is None or len(self._held_out) < n:
-            self._held_out = self._make_held_out(max(n, 2 * self.cfg.eval.n_samples))
+            # Twice eval.n_samples where the data allow it: the real-vs-real floor needs two halves.
+            self._held_out = self._make_held_out(max(n, 2 * self.cfg.eval.n_samples), need=need)
+        if len(self._held_out) < need:
+            raise ValueError(f"the test split has {len(self._held_out)} images, fewer than the "
+                             f"{need} asked for; lower eval.n_samples.")
         return self._held_out[:n]
 
-    def _make_held_out(self, n: int) -> Tensor:
+    def _make_held_out(self, want: int, *, need: int) -> Tensor:
+        """``want`` held-out samples, or as many as a finite test split has (at least ``need``)."""
         d = self.cfg.data
         g = torch.Generator().manual_seed(self.cfg.seed + _EVAL_SEED_OFFSET)
         if d.name == "shapes":
-            return make_shapes(n, size=d.size, generator=g).images
+            return make_shapes(want, size=d.size, generator=g).images
         if d.name == "toy2d":
-            return toy2d(d.toy, n, generator=g)
+            return toy2d(d.toy, want, generator=g)
         test = load_cifar10(d.path, "test").images
-        if len(test) < n:
-            raise ValueError(f"the test split has {len(test)} images, fewer than the {n} asked "
+        if len(test) < need:
+            raise ValueError(f"the test split has {len(test)} images, fewer than the {need} asked "
                              f"for; lower eval.n_samples.")
+        n = min(want, len(test))
         return dequantize(test[torch.randperm(len(test), generator=g)[:n]], g)
 
 

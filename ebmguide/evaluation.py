@@ -94,7 +94,10 @@ class Evaluator:
             elif choice == "shapes_classifier":
                 raise ValueError("eval.feature_net = \"shapes_classifier\" needs shapes data.")
         self.features = features or "custom"
-        self.real = data.held_out(2 * self.n) if feature_net is not None or self.shapes else None
+        # 2n real images: n as the reference, n more for the real-vs-real floor. A test split
+        # smaller than 2n (CIFAR-10's 10,000 at the paper's n = 10,000) is split in two halves.
+        self.real = (data.held_out(2 * self.n, at_least=self.n)
+                     if feature_net is not None or self.shapes else None)
         self.scorer = (None if feature_net is None or self.real is None
                        else FrechetScorer(self.real, feature_net, features=self.features))
 

@@ -190,3 +190,22 @@ def test_real_cifar10_archive(tmp_path: Path) -> None:
             assert (mean - expected_mean).abs().max() < 0.01, mean
     finally:
         shutil.rmtree(tmp_path / "cache", ignore_errors=True)  # 60,000 extracted files
+
+
+def test_held_out_split_smaller_than_twice_the_eval_samples(tmp_path: Path) -> None:
+    """The paper's in-training protocol: eval.n_samples = the whole test split (10,000 of 10,000).
+
+    The evaluation asks for 2n images (reference and floor halves); a test split of only n must
+    give all of its images, not fail at the first sample grid, and fewer than n is a clear error.
+    """
+    from ebmguide.builders import load_training_data
+    from ebmguide.config import load_config
+
+    write_batches(tmp_path / "batches", protocol=2)
+    cfg = load_config("cifar10_cpu", [f'data.path="{tmp_path / "batches"}"',
+                                      f"eval.n_samples={PER_BATCH}"])
+    data = load_training_data(cfg)
+    assert data.held_out(2 * PER_BATCH, at_least=PER_BATCH).shape == (PER_BATCH, 3, 32, 32)
+    assert data.held_out(2).shape == (2, 3, 32, 32)  # the first sample grid's request
+    with pytest.raises(ValueError, match="lower eval.n_samples"):
+        data.held_out(2 * PER_BATCH)
