@@ -53,7 +53,7 @@ def test_heads_count_matches_spherical_ebm() -> None:
 # ---------------------------------------------------------------- parameter counts
 
 def test_base_parameter_count() -> None:
-    # The issue's reference: "about 6.96 M parameters with both heads".
+    # The published figure: "about 6.96 M parameters with both heads".
     backbone = n_params(clel_resnet_base())
     assert backbone == 5_642_752
     implied = 6_960_000 - heads_count(256)
@@ -62,7 +62,7 @@ def test_base_parameter_count() -> None:
 
 
 def test_large_parameter_count() -> None:
-    # The reference: "about 31 M parameters" with the heads; the architecture as specified gives
+    # The published figure: "about 31 M parameters" with the heads; the architecture as specified gives
     # 30.71 M (0.94 % below), so the towers land 1.03 % below the 28.64 M the round figure implies.
     model = clel_resnet_large()
     backbone = n_params(model)
@@ -295,3 +295,14 @@ def test_paper_models_in_spherical_ebm(factory: Callable[[], nn.Module], expecte
     out.energy.mean().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all()
                for p in ebm.backbone.parameters())
+
+
+def test_resnet18_with_simclr_head_parameter_count() -> None:
+    """The guide of the paper: ResNet-18 + head 512→2048 (no bias)→BN→ReLU→128, about 12.5 M."""
+    from ebmguide import SimCLRGuide
+
+    guide = SimCLRGuide(cifar_resnet18(), latent_dim=128, hidden_dim=2048)
+    count = n_params(guide)
+    head = 512 * 2048 + 2 * 2048 + 2048 * 128 + 128
+    assert count == 11_168_832 + head == 12_483_776
+    assert abs(count - 12_500_000) / 12_500_000 < 0.01
