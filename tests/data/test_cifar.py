@@ -207,5 +207,5 @@ def test_held_out_split_smaller_than_twice_the_eval_samples(tmp_path: Path) -> N
     data = load_training_data(cfg)
     assert data.held_out(2 * PER_BATCH, at_least=PER_BATCH).shape == (PER_BATCH, 3, 32, 32)
     assert data.held_out(2).shape == (2, 3, 32, 32)  # the first sample grid's request
-    with pytest.raises(ValueError, match="lower eval.n_samples"):
+    with pytest.raises(ValueError, match=r"lower eval\.n_samples"):
         data.held_out(2 * PER_BATCH)

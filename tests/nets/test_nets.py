@@ -62,8 +62,9 @@ def test_base_parameter_count() -> None:
 
 
 def test_large_parameter_count() -> None:
-    # The published figure: "about 31 M parameters" with the heads; the architecture as specified gives
-    # 30.71 M (0.94 % below), so the towers land 1.03 % below the 28.64 M the round figure implies.
+    # The published figure: "about 31 M parameters" with the heads; the architecture as specified
+    # gives 30.71 M (0.94 % below), so the towers land 1.03 % below the 28.64 M the round figure
+    # implies.
     model = clel_resnet_large()
     backbone = n_params(model)
     assert backbone == 28_345_344
