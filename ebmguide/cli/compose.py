@@ -29,7 +29,8 @@ DEFAULT_INIT = "buffer"
 FACTOR_ALIASES = {"color": "colour", "size": "scale"}
 
 DESCRIPTION = """\
-Sample from p(x | conditions) with the EMA networks of a checkpoint, from fresh chains.
+Sample from p(x | conditions) with the EMA networks of a checkpoint (chains start from its replay
+buffer, or from noise with --init fresh).
 Conditions: a factor of the embedded shapes data (colour=red, shape=circle, scale=small,
 quadrant=top-left; latent = normalized mean embedding of labelled shapes images with that value)
 or a reference image file (latent = its embedding). Energy, with c(z) = cos(g(x), z):
