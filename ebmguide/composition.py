@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ebmguide.energy import conditional_energy
+from ebmguide.energy import check_latent_size, conditional_energy
 from ebmguide.protocols import EnergyFn, EnergyModel, EnergyOutput
 
 __all__ = ["and_energy", "composed_energy", "or_energy"]
@@ -98,11 +98,7 @@ def composed_energy(
 
     def energy_fn(x: Tensor) -> Tensor:
         out = model.energy_and_direction(x)
-        if out.direction.shape[1] != o.shape[1]:
-            raise ValueError(
-                f"latents have size {o.shape[1]} but the model's directions have size "
-                f"{out.direction.shape[1]}; take latents from the guide that trained this model."
-            )
+        check_latent_size(out.direction, o.shape[1])
         g = out.direction
         logits = beta * (g @ o.to(g).T) + log_pi.to(g)
         energy = out.energy - torch.logsumexp(logits, dim=1)

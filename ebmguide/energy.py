@@ -130,6 +130,15 @@ class SphericalEBM(nn.Module):
         return self.energy(x)
 
 
+def check_latent_size(direction: Tensor, latent_size: int) -> None:
+    """Raise ``ValueError`` when latents of ``latent_size`` do not fit directions ``(B, d)``."""
+    if direction.shape[1] != latent_size:
+        raise ValueError(
+            f"latents have size {latent_size} but the model's directions have size "
+            f"{direction.shape[1]}; take latents from the guide that trained this model."
+        )
+
+
 def conditional_energy(
     model: EnergyModel,
     latents: Tensor,
@@ -188,11 +197,7 @@ def conditional_energy(
 
     def energy_fn(x: Tensor) -> Tensor:
         out = model.energy_and_direction(x)
-        if out.direction.shape[1] != target.shape[0]:
-            raise ValueError(
-                f"latents have size {target.shape[0]} but the model's directions have size "
-                f"{out.direction.shape[1]}; take latents from the guide that trained this model."
-            )
+        check_latent_size(out.direction, target.shape[0])
         return out.energy - beta * (out.direction @ target.to(out.direction))
 
     return energy_fn
