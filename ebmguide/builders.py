@@ -153,7 +153,8 @@ def build_ebm(cfg: RunConfig, shape: tuple[int, ...]) -> SphericalEBM:
         backbone = SmallCNN(_in_size(shape), m.width, spectral_norm=m.spectral_norm)
     else:
         backbone = clel_resnet(m.backbone.removeprefix("clel_resnet_"), _in_size(shape))
-    return SphericalEBM(backbone, latent_dim=m.latent_dim, hidden_dim=m.hidden_dim)
+    return SphericalEBM(backbone, latent_dim=m.latent_dim, hidden_dim=m.hidden_dim,
+                        init_std=m.head_init_std)
 
 
 def build_guide(cfg: RunConfig, shape: tuple[int, ...]) -> SimCLRGuide:

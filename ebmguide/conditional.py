@@ -180,10 +180,10 @@ def _fresh_chunk(energy_fn: EnergyFn, b: int, *, sampler: Any, shape: Sequence[i
     """
     if sampler is not None and hasattr(sampler, "sample_fresh"):
         fresh: Tensor = sampler.sample_fresh(energy_fn, b, generator=generator,
-                                             n_steps=langevin_kwargs.get("n_steps"))
+                                             n_steps=langevin_kwargs.get("n_steps")).samples
         return fresh
     if sampler is not None:
-        drawn: Tensor = sampler.sample(energy_fn, b, generator=generator)
+        drawn: Tensor = sampler.sample(energy_fn, b, generator=generator).samples
         return drawn
     if shape is None:
         raise ValueError("give a sampler or the sample shape (shape=(C, H, W)).")

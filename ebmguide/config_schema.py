@@ -44,6 +44,7 @@ class ModelConfig:
     latent_dim: int = 128  # d, shared with the guide
     hidden_dim: int = 2048  # width of the energy and projection heads
     spectral_norm: bool = True
+    head_init_std: float | None = 0.01  # N(0, std) init of both heads (paper); None: torch's
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,8 @@ def _check_ranges(cfg: RunConfig) -> None:
             raise ValueError(f"{key} must not be negative, got {value!r}.")
         if key in _PROBABILITY and not value <= 1:
             raise ValueError(f"{key} is a probability in [0, 1], got {value!r}.")
+    if cfg.model.head_init_std is not None and not cfg.model.head_init_std > 0:
+        raise ValueError("model.head_init_std must be positive, or \"none\" for torch's init.")
     if cfg.sampler.grad_clip is not None and not cfg.sampler.grad_clip > 0:
         raise ValueError("sampler.grad_clip must be positive, or \"none\" for no clipping.")
     for key, pair in (("sampler.clamp", cfg.sampler.clamp),

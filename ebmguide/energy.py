@@ -41,8 +41,12 @@ class SphericalEBM(nn.Module):
         latent_dim: d, the size of u(x) and of the latent sphere (128 in the paper).
         hidden_dim: hidden width of both head MLPs (2048 in the paper).
         negative_slope: LeakyReLU slope inside the heads (0.2 in the paper).
-        init_std: standard deviation of the heads' normal weight init; biases start at zero
-            (N(0, 0.01) in the paper).
+        init_std: standard deviation of the heads' normal weight init, biases at zero
+            (N(0, 0.01) in the paper); ``None`` keeps torch's default ``nn.Linear`` init. The
+            paper's init makes ½‖u‖² energies start near 1e-5 with input gradients near 1e-8
+            per pixel, so Langevin chains only move with a step size near the paper's η = 100
+            (and barely at first, even then); torch's init starts energies and gradients about
+            1,000 times larger. See docs/recipes/demo.md for the measurements.
 
     Example:
         >>> import torch
@@ -61,7 +65,7 @@ class SphericalEBM(nn.Module):
         latent_dim: int = 128,
         hidden_dim: int = 2048,
         negative_slope: float = 0.2,
-        init_std: float = 0.01,
+        init_std: float | None = 0.01,
     ) -> None:
         super().__init__()
         if not isinstance(backbone, nn.Module):
@@ -79,7 +83,9 @@ class SphericalEBM(nn.Module):
         for name, value in (("feature_dim", feature_dim), ("latent_dim", latent_dim),
                             ("hidden_dim", hidden_dim)):
             check_int(name, value, low=1)
-        check_number("init_std", init_std, low=0.0, strict=True)
+        if init_std is not None:
+            check_number("init_std (None for torch's default init)", init_std, low=0.0,
+                         strict=True)
         check_number("negative_slope", negative_slope)
         self.backbone = backbone
         self.feature_dim = feature_dim
@@ -87,7 +93,7 @@ class SphericalEBM(nn.Module):
         self.head = _mlp((feature_dim, hidden_dim, latent_dim), bias=True, slope=negative_slope)
         self.projection = _mlp((latent_dim, hidden_dim, latent_dim), bias=False,
                                slope=negative_slope)
-        for layer in [*self.head, *self.projection]:
+        for layer in [*self.head, *self.projection] if init_std is not None else []:
             if isinstance(layer, nn.Linear):
                 nn.init.normal_(layer.weight, std=init_std)
                 if layer.bias is not None:

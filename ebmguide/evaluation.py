@@ -23,7 +23,8 @@ def fresh_chains(energy_fn: EnergyFn, cfg: RunConfig, shape: tuple[int, ...], n:
                  chunk: int = 512) -> Tensor:
     """``n`` chains from uniform noise, ``steps`` SGLD steps of the training sampler's settings."""
     sampler = build_sampler(cfg, shape, device, generator, buffer_size=1)
-    parts = [sampler.sample_fresh(energy_fn, min(chunk, n - i), n_steps=steps, generator=generator)
+    parts = [sampler.sample_fresh(energy_fn, min(chunk, n - i), n_steps=steps,
+                                  generator=generator).samples
              for i in range(0, n, chunk)]
     return torch.cat(parts).cpu()
 

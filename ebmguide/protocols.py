@@ -27,6 +27,7 @@ __all__ = [
     "EnergyOutput",
     "GuideOutput",
     "JointLoss",
+    "LangevinResult",
     "LangevinSampler",
     "LossOutput",
 ]
@@ -153,6 +154,34 @@ class ContrastiveGuide(Protocol):
         ...
 
 
+class LangevinResult(NamedTuple):
+    """What a run of Langevin chains gives: the samples, a finiteness flag and how the chains moved.
+
+    The diagnostics are per chain and stay on the samples' device (computed without a host sync per
+    step): the caller decides when to look. ``drift`` is what the energy moved a chain per step,
+    ``drift_to_noise`` compares it with the injected noise; a chain whose drift is tiny against the
+    data range, or against the noise, is not being steered by the energy (see
+    :func:`~ebmguide.sampling.diagnostics.movement_warning`).
+
+    Attributes:
+        samples: ``(B, *shape)`` detached final states.
+        finite: ``(B,)`` bool: the chain's every energy and gradient and its final state were
+            finite.
+        drift: ``(B,)`` root mean square, over the chain's steps and elements, of the gradient move
+            ``η·clip(∇E)`` of one step (0 for zero steps).
+        drift_to_noise: ``(B,)`` ``drift / σ``, the ratio of the energy's pull to the noise per
+            step (``inf`` when σ = 0 and the chain moved).
+        displacement: ``(B,)`` root mean square per element of ``final − start``: how far the chain
+            went in the whole run, noise and clamping included.
+    """
+
+    samples: Tensor
+    finite: Tensor
+    drift: Tensor
+    drift_to_noise: Tensor
+    displacement: Tensor
+
+
 @runtime_checkable
 class LangevinSampler(Protocol):
     """Draws negatives x′ for contrastive divergence from an energy function.
@@ -163,8 +192,8 @@ class LangevinSampler(Protocol):
 
     def sample(
         self, energy_fn: EnergyFn, batch_size: int, *, generator: torch.Generator | None = None
-    ) -> Tensor:
-        """Run the chains and return samples.
+    ) -> LangevinResult:
+        """Run the chains and return samples with their finiteness flags and diagnostics.
 
         Args:
             energy_fn: ``(B, *shape) -> (B,)`` energy callable.
@@ -172,7 +201,9 @@ class LangevinSampler(Protocol):
             generator: source of all sampling randomness.
 
         Returns:
-            ``(B, *shape)`` detached samples. May update the sampler's state (its buffer).
+            :class:`LangevinResult`: ``(B, *shape)`` detached samples, ``(B,)`` finite flags and
+            the ``(B,)`` movement diagnostics. May update the sampler's state (its buffer); a
+            non-finite chain must not be stored.
         """
         ...
 

@@ -21,6 +21,7 @@ the samples, energies and loss terms are finite; if not, the run stops with a
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,12 @@ from ebmguide.run_state import (
     load_components_state,
     load_run,
     load_state,
+)
+from ebmguide.sampling.diagnostics import (
+    ChainMovement,
+    SamplerWarning,
+    movement_summary,
+    movement_warning,
 )
 from ebmguide.training import clel_step
 
@@ -118,6 +125,10 @@ class Trainer:
         # distributed: DDP-wrapped networks for the training step (the plain ones on one process)
         self.train_ebm, self.train_guide = wrap_ddp(self.parts.ebm, self.parts.guide, self.dist)
         self._evaluator: Evaluator | None = None
+        # Sum of the sampler's movement diagnostics since the last log line (device, no sync).
+        self._movement = torch.zeros(3, device=self.device)
+        self._movement_count = 0
+        self._warned: set[str] = set()
 
     def close(self) -> None:
         """Release the DDP wrappers (before the process group is destroyed); idempotent."""
@@ -166,10 +177,11 @@ class Trainer:
                         joint_forward=self.cfg.train.joint_forward)
         o.ebm_scheduler.step()
         o.guide_scheduler.step()
-        finite = p.sampler.last_finite
-        all_finite = finite.all() if finite is not None else out.samples.isfinite().all()
+        all_finite = out.sampling.finite.all() & out.samples.isfinite().all()
         terms = dict(out.terms)
         terms["samples"] = torch.where(all_finite, 0.0, float("nan"))  # NaN flags a bad chain
+        self._movement += movement_summary(out.sampling).to(self._movement)
+        self._movement_count += 1
         return terms
 
     def run(self, until: int | None = None) -> dict[str, float]:
@@ -246,6 +258,7 @@ class Trainer:
         values["lr_ebm"] = self.parts.optimizers.ebm.param_groups[0]["lr"]
         values["lr_guide"] = self.parts.optimizers.guide.param_groups[0]["lr"]
         values["its_per_s"] = rate
+        values.update(self._movement_values())
         self.last = values
         self.logger.log("train", self.iteration, values)
         # Energies of spectrally normalised networks can be tiny (1e-6 early on): significant
@@ -253,6 +266,31 @@ class Trainer:
         bar.set_postfix({"loss": f"{values['loss']:.3f}", "cd": f"{values['cd']:.2e}",
                          "nce": f"{values['nce']:.2f}", "gap": f"{values['energy_gap']:.2e}"},
                         refresh=False)
+
+    def _movement_values(self) -> dict[str, float]:
+        """The sampler's movement averaged since the last log line; warns once if chains stall.
+
+        Logged as ``sgld_drift`` (root mean square gradient move per step and pixel),
+        ``sgld_drift_to_noise`` and ``sgld_displacement`` (per call); see
+        :mod:`ebmguide.sampling.diagnostics` for the thresholds.
+        """
+        if self._movement_count == 0:
+            return {}
+        window = self._movement / self._movement_count
+        averaged = reduce_mean(dict(zip(ChainMovement._fields, window, strict=True)))
+        movement = ChainMovement(*(float(averaged[k]) for k in ChainMovement._fields))
+        self._movement.zero_()
+        self._movement_count = 0
+        s = self.cfg.sampler
+        low, high = s.clamp if s.clamp is not None else s.init_range
+        problem = movement_warning(movement, n_steps=max(s.n_steps, 1), data_range=high - low)
+        if problem is not None and problem.kind not in self._warned and self.dist.is_main:
+            self._warned.add(problem.kind)
+            warnings.warn(f"iteration {self.iteration}: {problem.message}", SamplerWarning,
+                          stacklevel=2)
+            self.logger.log("warning", self.iteration, {"message": problem.message})
+        return {"sgld_drift": movement.drift, "sgld_drift_to_noise": movement.drift_to_noise,
+                "sgld_displacement": movement.displacement}
 
     # -- evaluation and samples --------------------------------------------------------------
     @property

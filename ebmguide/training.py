@@ -17,6 +17,7 @@ from ebmguide.protocols import (
     EnergyModel,
     EnergyOutput,
     JointLoss,
+    LangevinResult,
     LangevinSampler,
 )
 
@@ -30,11 +31,17 @@ class StepOutput(NamedTuple):
         terms: detached scalar terms: ``loss`` (total), ``nce`` (the guide's loss) and the
             :class:`~ebmguide.protocols.JointLoss` terms (``cd``, ``reg``, ``align``,
             ``energy_real``, ``energy_fake`` for :class:`~ebmguide.losses.CLELLoss`).
-        samples: ``(B, *shape)`` the detached negatives x′ of this iteration.
+        sampling: the sampler's :class:`~ebmguide.protocols.LangevinResult` for this
+            iteration: the negatives x′, their finite flags and the chains' movement diagnostics.
     """
 
     terms: dict[str, Tensor]
-    samples: Tensor
+    sampling: LangevinResult
+
+    @property
+    def samples(self) -> Tensor:
+        """``(B, *shape)`` the detached negatives x′ of this iteration."""
+        return self.sampling.samples
 
 
 def check_components(
@@ -161,7 +168,8 @@ def clel_step(
         sample_in_eval_mode: run the sampler with an ``nn.Module`` EBM in eval mode.
 
     Returns:
-        :class:`StepOutput` with detached terms and the negatives.
+        :class:`StepOutput` with detached terms and the sampler's record (negatives, finite
+        flags, movement diagnostics).
     """
     check_tensor("x", x, floating=True)
     if x.dim() < 2 or x.shape[0] < 2:
@@ -170,7 +178,8 @@ def clel_step(
     _check_data_range(x, getattr(sampler, "clamp", None))
     loss_fn = CLELLoss() if loss_fn is None else loss_fn
     with _eval_mode(ebm, sample_in_eval_mode):
-        samples = sampler.sample(ebm.energy, x.shape[0], generator=generator)
+        sampling = sampler.sample(ebm.energy, x.shape[0], generator=generator)
+    samples = sampling.samples
     real, fake = _ebm_forward(ebm, x, samples, joint_forward)
     negatives = fake.direction.detach() if extra_negatives else None
     guide_out = guide.contrastive_loss(x, extra_negatives=negatives, generator=generator)
@@ -182,4 +191,4 @@ def clel_step(
     ebm_optimizer.step()
     guide_optimizer.step()
     terms = {"loss": total.detach(), "nce": guide_out.loss.detach(), **ebm_out.terms}
-    return StepOutput(terms, samples)
+    return StepOutput(terms, sampling)

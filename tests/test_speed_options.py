@@ -63,8 +63,8 @@ def test_channels_last_sampler_matches_default() -> None:
 
     a, b = make(), make(memory_format=CL)
     for _ in range(2):
-        sa = a.sample(ebm.energy, 5, generator=torch.Generator().manual_seed(4))
-        sb = b.sample(ebm.energy, 5, generator=torch.Generator().manual_seed(4))
+        sa = a.sample(ebm.energy, 5, generator=torch.Generator().manual_seed(4)).samples
+        sb = b.sample(ebm.energy, 5, generator=torch.Generator().manual_seed(4)).samples
         torch.testing.assert_close(sb, sa, rtol=0, atol=1e-5)
     torch.testing.assert_close(b.buffer.states, a.buffer.states, rtol=0, atol=1e-5)
     assert b.buffer.states.is_contiguous()

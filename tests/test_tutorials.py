@@ -88,7 +88,7 @@ def test_mala_on_a_box_stays_inside_and_is_uniform_for_a_flat_energy() -> None:
     sampler = tutorial.MALASampler((2,), n_steps=30, step_size=1.0, bounds=(0.0, 1.0),
                                    buffer_size=None, target_acceptance=None)
     samples = sampler.sample(lambda x: torch.zeros(x.shape[0]), 4000,
-                             generator=torch.Generator().manual_seed(0))
+                             generator=torch.Generator().manual_seed(0)).samples
     assert samples.min() > 0.0 and samples.max() < 1.0
     assert 0.0 < sampler.last_acceptance < 1.0
     assert abs(float(samples.mean()) - 0.5) < 0.02

@@ -1,20 +1,28 @@
-"""Samplers: pure SGLD, the replay buffer and the stateful SGLD sampler."""
+"""Samplers: pure SGLD, the replay buffer, the stateful SGLD sampler and chain health checks."""
 
+from ebmguide.protocols import LangevinResult
 from ebmguide.sampling.buffer import BufferDraw, ReplayBuffer
-from ebmguide.sampling.langevin import (
-    LangevinResult,
-    LangevinStep,
-    langevin_dynamics,
-    validate_langevin_args,
+from ebmguide.sampling.diagnostics import (
+    ChainMovement,
+    MovementProblem,
+    SamplerWarning,
+    movement_summary,
+    movement_warning,
 )
+from ebmguide.sampling.langevin import LangevinStep, langevin_dynamics, validate_langevin_args
 from ebmguide.sampling.sampler import SGLDSampler
 
 __all__ = [
     "BufferDraw",
+    "ChainMovement",
     "LangevinResult",
     "LangevinStep",
+    "MovementProblem",
     "ReplayBuffer",
     "SGLDSampler",
+    "SamplerWarning",
     "langevin_dynamics",
+    "movement_summary",
+    "movement_warning",
     "validate_langevin_args",
 ]

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ebmguide._validation import check_number, check_range_pair, check_tensor
-from ebmguide.protocols import EnergyFn
+from ebmguide.protocols import EnergyFn, LangevinResult
 
 __all__ = ["LangevinResult", "LangevinStep", "langevin_dynamics", "validate_langevin_args"]
 
@@ -39,19 +39,6 @@ class LangevinStep(NamedTuple):
     x: Tensor
     energy: Tensor
     grad: Tensor
-
-
-class LangevinResult(NamedTuple):
-    """Result of :func:`langevin_dynamics`.
-
-    Attributes:
-        samples: ``(B, *shape)`` detached final states.
-        finite: ``(B,)`` bool on the samples' device: the chain's every energy and gradient and
-            its final state were finite. Checked without a host sync per step.
-    """
-
-    samples: Tensor
-    finite: Tensor
 
 
 def validate_langevin_args(
@@ -149,7 +136,9 @@ def langevin_dynamics(
         callback: called after each step with a :class:`LangevinStep`.
 
     Returns:
-        :class:`LangevinResult` with detached samples and a per-chain finiteness flag.
+        :class:`~ebmguide.protocols.LangevinResult` with detached samples, a per-chain
+        finiteness flag and the per-chain movement diagnostics (``drift``, ``drift_to_noise``,
+        ``displacement``), all computed on the device without a host sync.
 
     Example:
         One noiseless step on E(x) = ½‖x‖² moves x to (1 − η)·x:
@@ -160,6 +149,11 @@ def langevin_dynamics(
         ...                         step_size=0.25, noise_scale=0.0, clamp=None)
         >>> out.samples, out.finite
         (tensor([[ 0.7500, -1.5000]]), tensor([True]))
+
+        The gradient move was 0.25·(1, −2), so its root mean square per element is 0.25·√2.5:
+
+        >>> out.drift
+        tensor([0.3953])
     """
     validate_langevin_args(n_steps, step_size, noise_scale, grad_clip, clamp)
     check_tensor("x", x, floating=True)
@@ -189,6 +183,9 @@ def langevin_dynamics(
     # host sync.
     bad_grad = torch.zeros_like(state)
     bad_energy = torch.zeros(x.shape[0], dtype=state.dtype, device=x.device)
+    # Σ_k ‖clip(∇E)‖² per chain, for the drift diagnostic: one (B,) reduction per step, no sync.
+    drift_sq = torch.zeros(x.shape[0], dtype=state.dtype, device=x.device)
+    element_dims = tuple(range(1, state.dim()))
     noise = (torch.empty(state.shape, dtype=state.dtype, device=state.device)
              if noise_scale > 0 else None)
     clipped = torch.empty_like(state) if grad_clip is not None and n_steps > 0 else None
@@ -199,6 +196,7 @@ def langevin_dynamics(
             bad_energy.add_(energy, alpha=0.0)
             update = (torch.clamp(grad, -grad_clip, grad_clip, out=clipped)
                       if clipped is not None and grad_clip is not None else grad)
+            drift_sq.add_(torch.linalg.vector_norm(update, dim=element_dims).square_())
             state.add_(update, alpha=-step_size)
             if noise is not None:
                 torch.randn(state.shape, generator=generator, out=noise)
@@ -209,4 +207,28 @@ def langevin_dynamics(
                 callback(LangevinStep(index, state, energy, grad))
     bad_grad.add_(state, alpha=0.0)  # and the final state
     finite = torch.isfinite(bad_grad).flatten(1).all(dim=1) & torch.isfinite(bad_energy)
-    return LangevinResult(state, finite)
+    return LangevinResult(state, finite, *_movement(drift_sq, state, x, n_steps, step_size,
+                                                    noise_scale))
+
+
+def _movement(drift_sq: Tensor, state: Tensor, start: Tensor, n_steps: int, step_size: float,
+              noise_scale: float) -> tuple[Tensor, Tensor, Tensor]:
+    """``drift``, ``drift_to_noise`` and ``displacement`` of :class:`LangevinResult`, each ``(B,)``.
+
+    Args:
+        drift_sq: ``(B,)`` sum over steps of ‖clip(∇E)‖² per chain.
+        state: ``(B, *shape)`` final states.
+        start: ``(B, *shape)`` start states.
+        n_steps: K.
+        step_size: η.
+        noise_scale: σ.
+    """
+    elements = max(state[0].numel(), 1)
+    drift = drift_sq.div(max(n_steps, 1) * elements).sqrt_().mul_(step_size)
+    if noise_scale > 0:
+        ratio = drift / noise_scale
+    else:  # no noise: a moving chain is all drift
+        ratio = torch.where(drift > 0, torch.inf, 0.0).to(drift.dtype)
+    dims = tuple(range(1, state.dim()))
+    displacement = torch.linalg.vector_norm(state - start.to(state.dtype), dim=dims)
+    return drift, ratio, displacement.div_(elements ** 0.5)

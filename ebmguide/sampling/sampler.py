@@ -10,14 +10,9 @@ from torch import Tensor
 
 from ebmguide._validation import as_device, check_int, check_number, check_range_pair
 from ebmguide.augment import Augment, apply_augment, make_augmentation
-from ebmguide.protocols import EnergyFn
+from ebmguide.protocols import EnergyFn, LangevinResult
 from ebmguide.sampling.buffer import ReplayBuffer
-from ebmguide.sampling.langevin import (
-    LangevinResult,
-    LangevinStep,
-    langevin_dynamics,
-    validate_langevin_args,
-)
+from ebmguide.sampling.langevin import LangevinStep, langevin_dynamics, validate_langevin_args
 
 __all__ = ["SGLDSampler"]
 
@@ -98,7 +93,6 @@ class SGLDSampler:
         low, high = clamp if clamp is not None else init_range
         self.buffer = ReplayBuffer(buffer_size, self.shape, low=low, high=high, device=device,
                                    generator=generator)
-        self.last_finite: Tensor | None = None
 
     def _resolve_augment(self, augment: str | Augment | None) -> Augment | None:
         if augment is None or augment == "none":
@@ -124,8 +118,8 @@ class SGLDSampler:
         *,
         generator: torch.Generator | None = None,
         callback: Callable[[LangevinStep], None] | None = None,
-    ) -> Tensor:
-        """Draw chains from the buffer, run SGLD, write back, return the samples.
+    ) -> LangevinResult:
+        """Draw chains from the buffer, run SGLD, write back, return the samples and diagnostics.
 
         Args:
             energy_fn: ``(B, *shape) -> (B,)``.
@@ -134,9 +128,9 @@ class SGLDSampler:
             callback: per-step callback (see :class:`~ebmguide.sampling.LangevinStep`).
 
         Returns:
-            ``(B, *shape)`` detached samples. Non-finite chains are returned as they are (so the
-            caller can see them) but never written into the buffer; ``last_finite`` holds the
-            ``(B,)`` flags.
+            :class:`~ebmguide.protocols.LangevinResult`: ``(B, *shape)`` detached samples, their
+            ``(B,)`` finite flags and movement diagnostics. Non-finite chains are returned as
+            they are (so the caller can see them) but never written into the buffer.
         """
         if not callable(energy_fn):
             raise TypeError(f"energy_fn must be a callable (B, *shape) -> (B,), got "
@@ -148,7 +142,7 @@ class SGLDSampler:
         result = self._run(energy_fn, x, self.n_steps, generator, callback)
         if self.write_back:
             self.buffer.write(draw.indices, result.samples, keep=result.finite)
-        return result.samples
+        return result
 
     def sample_fresh(
         self,
@@ -158,7 +152,7 @@ class SGLDSampler:
         n_steps: int | None = None,
         generator: torch.Generator | None = None,
         callback: Callable[[LangevinStep], None] | None = None,
-    ) -> Tensor:
+    ) -> LangevinResult:
         """Run chains from fresh uniform noise; the buffer is neither read nor written.
 
         Args:
@@ -169,7 +163,7 @@ class SGLDSampler:
             callback: per-step callback.
 
         Returns:
-            ``(B, *shape)`` detached samples.
+            :class:`~ebmguide.protocols.LangevinResult` with ``(B, *shape)`` detached samples.
         """
         check_int("batch_size", batch_size, low=1)
         states = self.buffer.states
@@ -177,19 +171,17 @@ class SGLDSampler:
                        dtype=states.dtype)
         x = x.mul_(self.buffer.high - self.buffer.low).add_(self.buffer.low)
         steps = self.n_steps if n_steps is None else n_steps
-        return self._run(energy_fn, x, steps, generator, callback).samples
+        return self._run(energy_fn, x, steps, generator, callback)
 
     def _run(self, energy_fn: EnergyFn, x: Tensor, n_steps: int,
              generator: torch.Generator | None,
              callback: Callable[[LangevinStep], None] | None) -> LangevinResult:
-        result = langevin_dynamics(
+        return langevin_dynamics(
             energy_fn, x, n_steps=n_steps, step_size=self.step_size,
             noise_scale=self.noise_scale, grad_clip=self.grad_clip, clamp=self.clamp,
             generator=generator, autocast_dtype=self.autocast_dtype,
             memory_format=self.memory_format, callback=callback,
         )
-        self.last_finite = result.finite
-        return result
 
     def state_dict(self) -> dict[str, Any]:
         """The replay buffer's state."""

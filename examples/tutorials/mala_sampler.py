@@ -37,11 +37,16 @@ from ebmguide.nets import SmallCNN
 
 # --8<-- [start:mala]
 class MALAResult(NamedTuple):
-    """Final states ``(B, *shape)``, per-chain acceptance rates ``(B,)`` and finiteness ``(B,)``."""
+    """Final states ``(B, *shape)``, per-chain acceptance rates, finiteness and drift ``(B,)``.
+
+    ``drift`` is the root mean square of the gradient move η·∇E per step and element, as in
+    :class:`ebmguide.LangevinResult`.
+    """
 
     samples: Tensor
     acceptance: Tensor
     finite: Tensor
+    drift: Tensor
 
 
 def _energy_and_grad(energy_fn: eg.EnergyFn, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -65,8 +70,10 @@ def mala(
     state = x.detach().clone()
     energy, grad = _energy_and_grad(energy_fn, state)
     accepted = torch.zeros(x.shape[0], device=x.device)
+    drift_sq = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
     view = (-1,) + (1,) * (x.dim() - 1)
     for _ in range(n_steps):
+        drift_sq += grad.square().flatten(1).mean(1)
         noise = torch.randn(state.shape, generator=generator, device=x.device, dtype=x.dtype)
         proposal = state - step_size * grad + math.sqrt(2 * step_size) * noise
         energy_p, grad_p = _energy_and_grad(energy_fn, proposal)
@@ -82,7 +89,8 @@ def mala(
         grad = torch.where(accept.view(view), grad_p, grad)
         accepted += accept
     finite = torch.isfinite(state).flatten(1).all(1) & torch.isfinite(energy)
-    return MALAResult(state, accepted / max(n_steps, 1), finite)
+    drift = step_size * (drift_sq / max(n_steps, 1)).sqrt()
+    return MALAResult(state, accepted / max(n_steps, 1), finite, drift)
 # --8<-- [end:mala]
 
 
@@ -158,8 +166,12 @@ class MALASampler:
         self.last_acceptance = float("nan")
 
     def sample(self, energy_fn: eg.EnergyFn, batch_size: int, *,
-               generator: torch.Generator | None = None) -> Tensor:
-        """Run the chains (from the buffer, or from noise) and return detached samples."""
+               generator: torch.Generator | None = None) -> eg.LangevinResult:
+        """Run the chains (from the buffer, or from noise): samples, flags and diagnostics.
+
+        The drift is measured where the chains run (on logit(x) with ``bounds``); the noise of
+        MALA is √(2η) per step.
+        """
         if self.buffer is not None:
             draw = self.buffer.draw(batch_size, reinit_prob=self.reinit_prob, generator=generator)
             x = draw.x
@@ -177,10 +189,13 @@ class MALASampler:
         if self.buffer is not None:
             self.buffer.write(draw.indices, result.samples, keep=result.finite)
         self.last_acceptance = float(result.acceptance.mean())
+        noise = math.sqrt(2 * self.step_size)
         if self.target_acceptance is not None:
             self.step_size *= math.exp(self.adapt_rate
                                        * (self.last_acceptance - self.target_acceptance))
-        return result.samples
+        moved = (result.samples - x).flatten(1).square().mean(1).sqrt()
+        return eg.LangevinResult(result.samples, result.finite, result.drift,
+                                 result.drift / noise, moved)
 
     def state_dict(self) -> dict[str, Any]:
         """Step size and buffer, for checkpoints."""

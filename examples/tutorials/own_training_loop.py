@@ -93,7 +93,7 @@ def manual_step(
 ) -> dict[str, Tensor]:
     """What ``eg.clel_step`` does, written out: change any line for your own variant."""
     ebm.eval()  # sampling: no spectral-norm power iterations per Langevin step
-    negatives = sampler.sample(ebm.energy, x.shape[0], generator=generator)  # detached
+    negatives = sampler.sample(ebm.energy, x.shape[0], generator=generator).samples  # detached
     ebm.train()
     out = ebm.energy_and_direction(torch.cat([x, negatives]))  # one forward for real and fake
     b = x.shape[0]
@@ -192,7 +192,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     # --8<-- [start:sample]
     model = ebm_ema.module.eval()  # sample from the averaged EBM, from fresh noise
     samples = sampler.sample_fresh(model.energy, 32 if not args.smoke else 4,
-                                   n_steps=4 * args.n_steps, generator=g)
+                                   n_steps=4 * args.n_steps, generator=g).samples
     # --8<-- [end:sample]
     if args.out is not None:
         save_grid(samples, args.out / "samples.png")

@@ -53,11 +53,11 @@ class UserSampler:
         self.calls = 0
 
     def sample(self, energy_fn: eg.EnergyFn, batch_size: int, *,
-               generator: torch.Generator | None = None) -> Tensor:
+               generator: torch.Generator | None = None) -> eg.LangevinResult:
         self.calls += 1
         x = torch.rand((batch_size, 3, 8, 8), generator=generator)
         return eg.langevin_dynamics(energy_fn, x, n_steps=2, step_size=0.1, noise_scale=0.01,
-                                    generator=generator).samples
+                                    generator=generator)
 
     def state_dict(self) -> dict[str, Any]:
         return {"calls": self.calls}
@@ -133,8 +133,13 @@ def test_guide_contract(parts: dict[str, Any], generator: torch.Generator) -> No
 
 def test_sampler_contract(parts: dict[str, Any], generator: torch.Generator) -> None:
     sampler, ebm = parts["sampler"], parts["ebm"]
-    x = sampler.sample(ebm.energy, 4, generator=generator)
+    out = sampler.sample(ebm.energy, 4, generator=generator)
+    assert isinstance(out, eg.LangevinResult)
+    x = out.samples
     assert x.shape == (4, 3, 8, 8) and not x.requires_grad
+    assert out.finite.dtype == torch.bool and bool(out.finite.all())
+    for diagnostic in (out.drift, out.drift_to_noise, out.displacement):
+        assert diagnostic.shape == (4,) and bool((diagnostic >= 0).all())
     assert all(p.grad is None for p in ebm.parameters())
     sampler.load_state_dict(sampler.state_dict())
 

@@ -97,7 +97,7 @@ def test_gradient_isolation_in_a_full_step(tiny_parts, generator) -> None:  # ty
     """The encoder gets no gradient from L_EBM; the EBM none from the NT-Xent term."""
     ebm, guide, sampler = tiny_parts
     x = torch.rand(8, 3, 8, 8, generator=generator)
-    samples = sampler.sample(ebm.energy, 8, generator=generator)
+    samples = sampler.sample(ebm.energy, 8, generator=generator).samples
     real = ebm.energy_and_direction(x)
     fake = ebm.energy_and_direction(samples)
     g_out = guide.contrastive_loss(x, extra_negatives=fake.direction.detach(), generator=generator)

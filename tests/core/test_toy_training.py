@@ -66,7 +66,7 @@ def test_clel_learns_a_gaussian_mixture() -> None:
         opts.ebm_scheduler.step()
         opts.guide_scheduler.step()
     fresh = sampler.sample_fresh(ebm.energy, 500, n_steps=100,
-                                 generator=torch.Generator().manual_seed(1))
+                                 generator=torch.Generator().manual_seed(1)).samples
     assert abs(start_gap) < 0.01 and start_distance > 0.85
     assert gap() > 0.5, "data must end with clearly lower energy than noise"
     assert mean_mode_distance(sampler.buffer.states) < 0.6

@@ -266,8 +266,8 @@ def test_sampler_never_writes_nonfinite_chains_and_flags_exactly_them() -> None:
         return 0.5 * x.square().sum(dim=1) * scale
 
     g = torch.Generator().manual_seed(1)
-    out = sampler.sample(energy, 16, generator=g)  # the whole buffer
-    flags = sampler.last_finite
+    result = sampler.sample(energy, 16, generator=g)  # the whole buffer
+    out, flags = result.samples, result.finite
     assert flags is not None and flags.dtype == torch.bool and flags.shape == (16,)
     assert 0 < int(flags.sum()) < 16
     assert bool(torch.isfinite(out[flags]).all()) and not bool(torch.isfinite(out[~flags]).all())

@@ -77,7 +77,8 @@ def test_sampler_arguments(shape: Any, kwargs: dict[str, Any], batch: Any, seed:
     except ALLOWED:
         return
     try:
-        out = sampler.sample(quadratic, batch, generator=torch.Generator().manual_seed(seed))
+        g = torch.Generator().manual_seed(seed)
+        out = sampler.sample(quadratic, batch, generator=g).samples
     except ALLOWED:
         return
     # Accepted: a batch of the right shape, and the buffer holds only finite values.

@@ -39,7 +39,7 @@ def test_exactly_the_drawn_slots_change() -> None:
     before = sampler.buffer.states.clone()
     g = torch.Generator().manual_seed(5)
     expected_slots = ReplayBuffer(40, (3, 4, 4)).draw(8, generator=torch.Generator().manual_seed(5))
-    samples = sampler.sample(quadratic, 8, generator=g)
+    samples = sampler.sample(quadratic, 8, generator=g).samples
     changed = (sampler.buffer.states != before).flatten(1).any(1).nonzero().flatten()
     assert sorted(changed.tolist()) == sorted(expected_slots.indices.tolist())
     assert torch.equal(sampler.buffer.states[expected_slots.indices], samples)
@@ -49,7 +49,7 @@ def test_nothing_changes_with_write_back_off() -> None:
     sampler = SGLDSampler((2,), buffer_size=20, n_steps=2, step_size=0.5, noise_scale=0.1,
                           write_back=False, generator=torch.Generator().manual_seed(0))
     before = sampler.buffer.states.clone()
-    samples = sampler.sample(quadratic, 10, generator=torch.Generator().manual_seed(1))
+    samples = sampler.sample(quadratic, 10, generator=torch.Generator().manual_seed(1)).samples
     assert torch.equal(sampler.buffer.states, before)
     assert samples.shape == (10, 2)
 
@@ -81,9 +81,9 @@ def test_non_finite_chains_never_enter_the_buffer() -> None:
         return quadratic(v) + torch.sqrt(0.5 - v[:, 0])
 
     before = sampler.buffer.states.clone()
-    samples = sampler.sample(energy, 16, generator=torch.Generator().manual_seed(1))
-    assert sampler.last_finite is not None
-    bad = ~sampler.last_finite
+    result = sampler.sample(energy, 16, generator=torch.Generator().manual_seed(1))
+    samples = result.samples
+    bad = ~result.finite
     assert bad.any() and (~bad).any()
     assert torch.isfinite(sampler.buffer.states).all()
     assert not torch.isfinite(samples[bad]).all()
@@ -97,7 +97,7 @@ def test_same_seed_bit_identical_and_different_seeds_differ() -> None:
                         augment="strong", reinit_prob=0.1,
                         generator=torch.Generator().manual_seed(0))
         g = torch.Generator().manual_seed(seed)
-        out = torch.cat([s.sample(quadratic, 6, generator=g) for _ in range(3)])
+        out = torch.cat([s.sample(quadratic, 6, generator=g).samples for _ in range(3)])
         return out, s.buffer.states
 
     a, b, c = run(1), run(1), run(2)
@@ -129,7 +129,8 @@ def test_state_dict_round_trip() -> None:
 def test_sample_fresh_leaves_buffer_alone() -> None:
     s = SGLDSampler((2,), buffer_size=12, n_steps=2, step_size=0.1, noise_scale=0.1)
     before = s.buffer.states.clone()
-    out = s.sample_fresh(quadratic, 7, n_steps=4, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    out = s.sample_fresh(quadratic, 7, n_steps=4, generator=g).samples
     assert out.shape == (7, 2) and torch.equal(s.buffer.states, before)
 
 
