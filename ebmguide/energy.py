@@ -93,8 +93,8 @@ class SphericalEBM(nn.Module):
         self.head = _mlp((feature_dim, hidden_dim, latent_dim), bias=True, slope=negative_slope)
         self.projection = _mlp((latent_dim, hidden_dim, latent_dim), bias=False,
                                slope=negative_slope)
-        for layer in [*self.head, *self.projection] if init_std is not None else []:
-            if isinstance(layer, nn.Linear):
+        for layer in [*self.head, *self.projection]:
+            if isinstance(layer, nn.Linear) and init_std is not None:
                 nn.init.normal_(layer.weight, std=init_std)
                 if layer.bias is not None:
                     nn.init.zeros_(layer.bias)
