@@ -152,7 +152,8 @@ def build_ebm(cfg: RunConfig, shape: tuple[int, ...]) -> SphericalEBM:
     elif m.backbone == "small_cnn":
         backbone = SmallCNN(_in_size(shape), m.width, spectral_norm=m.spectral_norm)
     else:
-        backbone = clel_resnet(m.backbone.removeprefix("clel_resnet_"), _in_size(shape))
+        backbone = clel_resnet(m.backbone.removeprefix("clel_resnet_"), _in_size(shape),
+                               spectral_norm=m.spectral_norm)
     return SphericalEBM(backbone, latent_dim=m.latent_dim, hidden_dim=m.hidden_dim,
                         init_std=m.head_init_std)
 

@@ -105,3 +105,25 @@ def test_defaults_are_the_paper_values() -> None:
     assert cfg.train.on_divergence == "stop" and cfg.train.max_rollbacks == 3
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.seed = 1  # type: ignore[misc]
+
+
+def test_recipe_head_comments_match_the_built_networks() -> None:
+    """Every recipe's "head F→H→d" comment names the sizes of the EBM that the recipe builds."""
+    import re
+    from importlib import resources
+
+    from ebmguide.builders import build_ebm
+
+    checked = 0
+    for name in shipped_configs():
+        text = (resources.files("ebmguide") / "configs" / f"{name}.toml").read_text("utf-8")
+        found = re.search(r"head (\d+)→(\d+)→(\d+) \(bias\)", text)
+        if found is None:
+            continue
+        cfg = load_config(name)
+        shape = (3, 32, 32)
+        features = build_ebm(cfg, shape).head[0].in_features
+        assert tuple(map(int, found.groups())) == (
+            features, cfg.model.hidden_dim, cfg.model.latent_dim), name
+        checked += 1
+    assert checked >= 4

@@ -269,32 +269,35 @@ class CLELResNetLarge(nn.Module):
         return torch.cat(feats, dim=1)
 
 
-def clel_resnet_small(in_channels: int = 3) -> CLELResNet:
+def clel_resnet_small(in_channels: int = 3, *, spectral_norm: bool = True) -> CLELResNet:
     """The ``small`` preset: stages (64,1)(64,1)(128,1)(128,1); ``(B, C, H, W) -> (B, 128)``."""
-    return CLELResNet(SMALL_STAGES, in_channels=in_channels)
+    return CLELResNet(SMALL_STAGES, in_channels=in_channels, spectral_norm=spectral_norm)
 
 
-def clel_resnet_base(in_channels: int = 3) -> CLELResNet:
+def clel_resnet_base(in_channels: int = 3, *, spectral_norm: bool = True) -> CLELResNet:
     """CLEL-Base: stages (128,2)(128,2)(256,2)(256,2); ``(B, C, H, W) -> (B, 256)``."""
-    return CLELResNet(BASE_STAGES, in_channels=in_channels)
+    return CLELResNet(BASE_STAGES, in_channels=in_channels, spectral_norm=spectral_norm)
 
 
-def clel_resnet_large(in_channels: int = 3) -> CLELResNetLarge:
+def clel_resnet_large(in_channels: int = 3, *, spectral_norm: bool = True) -> CLELResNetLarge:
     """CLEL-Large: (256,2)×4 towers on x, x/2, x/4; ``(B, C, H, W) -> (B, 768)``, H, W ≥ 32."""
-    return CLELResNetLarge(LARGE_STAGES, in_channels=in_channels)
+    return CLELResNetLarge(LARGE_STAGES, in_channels=in_channels, spectral_norm=spectral_norm)
 
 
-_PRESETS: dict[str, Callable[[int], CLELResNet | CLELResNetLarge]] = {
+_PRESETS: dict[str, Callable[..., CLELResNet | CLELResNetLarge]] = {
     "small": clel_resnet_small, "base": clel_resnet_base, "large": clel_resnet_large,
 }
 
 
-def clel_resnet(size: str, in_channels: int = 3) -> CLELResNet | CLELResNetLarge:
+def clel_resnet(size: str, in_channels: int = 3, *,
+                spectral_norm: bool = True) -> CLELResNet | CLELResNetLarge:
     """A CLEL EBM backbone by preset name.
 
     Args:
         size: ``"small"``, ``"base"`` or ``"large"``.
         in_channels: image channels.
+        spectral_norm: spectral normalization on every conv (True in the paper; ``False`` leaves
+            plain convolutions, e.g. for an ablation).
 
     Returns:
         The backbone, ``(B, in_channels, H, W) -> (B, feature_dim)``.
@@ -304,4 +307,4 @@ def clel_resnet(size: str, in_channels: int = 3) -> CLELResNet | CLELResNetLarge
     """
     if not isinstance(size, str) or size not in _PRESETS:
         raise ValueError(f"unknown CLEL ResNet size {size!r}; choose one of {sorted(_PRESETS)}.")
-    return _PRESETS[size](in_channels)
+    return _PRESETS[size](in_channels, spectral_norm=spectral_norm)

@@ -307,3 +307,26 @@ def test_resnet18_with_simclr_head_parameter_count() -> None:
     head = 512 * 2048 + 2 * 2048 + 2048 * 128 + 128
     assert count == 11_168_832 + head == 12_483_776
     assert abs(count - 12_500_000) / 12_500_000 < 0.01
+
+
+@pytest.mark.parametrize("backbone", ["clel_resnet_small", "clel_resnet_base"])
+def test_model_spectral_norm_false_reaches_the_clel_resnets(backbone: str) -> None:
+    """`model.spectral_norm = false` must leave plain convolutions in the CLEL backbones too."""
+    from ebmguide.builders import build_ebm
+    from ebmguide.config import load_config
+
+    def normed(on: bool) -> int:
+        cfg = load_config("cifar10_cpu", [f'model.backbone="{backbone}"',
+                                          f"model.spectral_norm={str(on).lower()}"])
+        ebm = build_ebm(cfg, (3, 32, 32))
+        return sum(parametrize.is_parametrized(m, "weight") for m in ebm.modules()
+                   if isinstance(m, nn.Conv2d))
+
+    assert normed(True) > 0
+    assert normed(False) == 0
+
+
+def test_clel_resnet_presets_take_spectral_norm() -> None:
+    for size in ("small", "large"):
+        net = clel_resnet(size, spectral_norm=False)
+        assert not any(parametrize.is_parametrized(m) for m in net.modules())
