@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import torch
@@ -64,22 +65,48 @@ class _Quantized(nn.Module):
         return out.flatten(1)
 
 
-def check_not_guide(feature_net: nn.Module, guide: nn.Module | None = None) -> None:
-    """Refuse the guiding encoder (or anything holding it) as a feature network.
+def check_not_guide(feature_net: nn.Module,
+                    guide: nn.Module | Mapping[str, Tensor] | None = None) -> None:
+    """Refuse the guiding encoder (or anything holding it, or a copy of it) as a feature network.
+
+    Parameters are compared by value, not by identity, so a deep copy, a TorchScript or
+    ``torch.export`` file of the guide (or of its encoder) is refused as well. Only distinctive
+    tensors count (at least 16 entries, not all equal): constant initialisations such as zero
+    biases or unit BatchNorm scales occur in independent networks too.
+
+    Args:
+        feature_net: the candidate feature network.
+        guide: the run's guide, or its state dict (e.g. a checkpoint's ``guide`` and
+            ``guide_ema`` entries, one call each).
 
     Raises:
         ValueError: if ``feature_net`` is or contains a :class:`~ebmguide.guide.SimCLRGuide`, or
-            shares parameters with ``guide``.
+            holds a tensor equal to one of ``guide``'s.
     """
     message = ("the guiding encoder must not be the feature network of an evaluation: sampling is "
                "steered towards its features, so it flatters the samples. Use an "
                "independently trained network, e.g. the shapes classifier or Inception weights.")
     if any(isinstance(m, SimCLRGuide) for m in feature_net.modules()):
         raise ValueError(message)
-    if guide is not None:
-        ours = {p.data_ptr() for p in guide.parameters()}
-        if any(p.data_ptr() in ours for p in feature_net.parameters()):
-            raise ValueError(message)
+    if guide is None:
+        return
+    tensors = guide.values() if isinstance(guide, Mapping) else guide.parameters()
+    ours: dict[tuple[tuple[int, ...], torch.dtype], list[Tensor]] = {}
+    for t in tensors:
+        if isinstance(t, Tensor) and _distinctive(t):
+            ours.setdefault((tuple(t.shape), t.dtype), []).append(t.detach())
+    for p in feature_net.parameters():
+        for t in ours.get((tuple(p.shape), p.dtype), ()):
+            if torch.equal(p.detach().to(t.device), t):
+                raise ValueError(message)
+
+
+def _distinctive(t: Tensor) -> bool:
+    """Whether a tensor could identify a trained network: 16+ floating entries, not all equal."""
+    if not t.is_floating_point() or t.numel() < 16:
+        return False
+    flat = t.detach().flatten()
+    return bool((flat != flat[0]).any())
 
 
 def _eval_mode(net: nn.Module) -> None:

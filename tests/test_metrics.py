@@ -92,6 +92,35 @@ def test_the_guide_is_refused_as_feature_network(shapes: torch.Tensor) -> None:
     check_not_guide(SmallCNN(width=4), guide)  # an independent network is fine
 
 
+def test_copies_of_the_guide_are_refused_by_value(tmp_path: Path) -> None:
+    """A deep copy, a TorchScript file or a torch.export file of the guide's encoder is refused."""
+    import copy
+
+    torch.manual_seed(0)
+    encoder = SmallCNN(width=4, spectral_norm=False, norm="batch")
+    guide = SimCLRGuide(encoder, latent_dim=8, hidden_dim=16).eval()
+    example = torch.rand(2, 3, 8, 8)
+    torch.jit.save(torch.jit.trace(encoder.eval(), example), str(tmp_path / "enc.pt"))
+    exported = torch.export.export(encoder.eval(), (example,))
+    torch.export.save(exported, str(tmp_path / "enc.pt2"))
+    copies = {
+        "deep copy": copy.deepcopy(encoder),
+        "deep copy of the guide's parts": nn.Sequential(*copy.deepcopy(list(guide.children()))),
+        "TorchScript": torch.jit.load(str(tmp_path / "enc.pt")),
+        "torch.export": torch.export.load(str(tmp_path / "enc.pt2")).module(),
+    }
+    for name, net in copies.items():
+        with pytest.raises(ValueError, match="guiding encoder"):
+            check_not_guide(net, guide)
+        with pytest.raises(ValueError, match="guiding encoder"):
+            check_not_guide(net, guide.state_dict())  # a checkpoint's entry
+        assert name
+    # an independent network of the same architecture, with the same constant initialisations
+    # (zero biases, unit BatchNorm scales), is accepted
+    torch.manual_seed(1)
+    check_not_guide(SmallCNN(width=4, spectral_norm=False, norm="batch"), guide)
+
+
 def test_missing_inception_weights_error_clearly(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"Inception weights file .* does not exist"):
         inception_features(tmp_path / "pt_inception-2015-12-05.pth")

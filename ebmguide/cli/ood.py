@@ -14,7 +14,8 @@ Score inputs with -(E(x) - beta*cos(h(x), g(x))) (the EMA EBM's energy E and lat
 EMA guide's embedding h, no augmentation) and report the AUROC of telling the in-distribution set
 (positive) from each out-of-distribution set, next to the energy-only score -E(x).
 Sets: shapes (held-out embedded shapes), novel_colours, novel_shapes, noise (uniform noise),
-cifar10:PATH (CIFAR-10 test images from a local folder or archive, resized to the model's size)."""
+cifar10:PATH (CIFAR-10 test images from a local folder or archive, dequantized as in training
+(x = (pixel + U(0, 1)) / 256) and resized to the model's size)."""
 
 SETS = ("shapes", "novel_colours", "novel_shapes", "noise")
 
@@ -49,7 +50,7 @@ def load_set(name: str, n: int, shape: tuple[int, ...], *, seed: int) -> Any:
     import torch
     import torch.nn.functional as F
 
-    from ebmguide.data import load_cifar10, make_shapes, make_shifted_shapes
+    from ebmguide.data import dequantize, load_cifar10, make_shapes, make_shifted_shapes
 
     if n < 1:
         raise ValueError(f"--n must be a positive integer, got {n}.")
@@ -63,7 +64,8 @@ def load_set(name: str, n: int, shape: tuple[int, ...], *, seed: int) -> Any:
     if name.startswith("cifar10:"):
         data = load_cifar10(name.split(":", 1)[1], "test")
         pick = torch.randperm(len(data.images), generator=g)[:n]
-        x = data.images[pick].float() / 255.0
+        # dequantized exactly as the training data: x = (pixel + U(0, 1)) / 256
+        x = dequantize(data.images[pick], g)
         if tuple(x.shape[1:]) != tuple(shape):
             x = F.interpolate(x, size=tuple(shape[1:]), mode="bilinear", antialias=True,
                               align_corners=False).clamp(0, 1)

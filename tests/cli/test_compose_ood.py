@@ -120,3 +120,25 @@ def test_user_errors_are_one_line(run_dir: Path, argv: list[str], message: str,
     assert code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_ood_cifar_images_are_dequantized_like_the_training_data(tmp_path: Path) -> None:
+    """cifar10:PATH inputs are (pixel + U(0, 1)) / 256, as in training, not pixel / 255."""
+    import torch
+
+    from ebmguide.cli.ood import load_set
+
+    root = tmp_path / "cifar" / "test" / "cat"
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    pixels = [rng.integers(0, 256, (8, 8, 3), dtype=np.uint8) for _ in range(5)]
+    pixels[0][0, 0] = 255  # the top level must stay below 1
+    for i, image in enumerate(pixels):
+        Image.fromarray(image).save(root / f"{i}.png")  # lossless
+    x = load_set(f"cifar10:{tmp_path / 'cifar'}", 5, (3, 8, 8), seed=0)
+    truth = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2)
+    assert float(x.max()) < 1.0 and float(x.min()) >= 0.0
+    bins = torch.floor(x * 256).to(torch.uint8)  # each pixel fills its own bin of width 1/256
+    assert sorted(map(bytes, bins.flatten(1).numpy())) == \
+        sorted(map(bytes, truth.flatten(1).numpy()))  # the same images, drawn in random order
+    assert not torch.allclose(x * 255, torch.round(x * 255))  # not on the pixel / 255 grid
