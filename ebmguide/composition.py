@@ -32,14 +32,15 @@ and_energy = conditional_energy
 
 
 def _as_latents(latents: Tensor, name: str) -> Tensor:
-    """``(K, d)`` or ``(d,)`` latents as detached, normalized float ``(K, d)``."""
+    """``(K, d)`` or ``(d,)`` latents as detached, normalized ``(K, d)`` (floating dtype kept)."""
     if not isinstance(latents, Tensor):
         raise TypeError(f"{name} must be a tensor (K, d), got {type(latents).__name__}.")
     if latents.dim() == 1:
         latents = latents.unsqueeze(0)
     if latents.dim() != 2 or latents.shape[0] < 1:
         raise ValueError(f"{name} must have shape (K, d) or (d,), got {tuple(latents.shape)}.")
-    return F.normalize(latents.detach().float(), dim=1)
+    z = latents.detach()
+    return F.normalize(z if z.is_floating_point() else z.float(), dim=1)
 
 
 def _mixture_log_weights(weights: Sequence[float] | Tensor | None, z: Tensor) -> Tensor:

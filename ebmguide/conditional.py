@@ -92,7 +92,8 @@ def embed_images(guide: ContrastiveGuide, images: Tensor, *, batch_size: int = 2
         raise ValueError("images must be a non-empty batch tensor (N, *shape).")
     with _eval_mode(guide):
         parts = [guide.embed(chunk) for chunk in _chunks(images, batch_size)]
-    return F.normalize(torch.cat(parts).float(), dim=1)
+    z = torch.cat(parts)
+    return F.normalize(z if z.is_floating_point() else z.float(), dim=1)  # dtype kept
 
 
 def latent_from_examples(

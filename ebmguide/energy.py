@@ -189,7 +189,8 @@ def conditional_energy(
             f"latents have size {latents.shape[1]} but the model's directions have size {size}; "
             f"take latents from the guide that trained this model."
         )
-    z = F.normalize(latents.detach().float(), dim=1)
+    z = latents.detach()  # a floating dtype is kept: float64 latents stay float64
+    z = F.normalize(z if z.is_floating_point() else z.float(), dim=1)
     if weights is None:
         w = torch.ones(z.shape[0], dtype=z.dtype, device=z.device)
     else:

@@ -88,6 +88,16 @@ def _device_of(model: object) -> torch.device:
     return torch.device("cpu")
 
 
+def _dtype_of(model: object) -> torch.dtype:
+    """The floating dtype of a model's first floating parameter (float32 without one)."""
+    params = getattr(model, "parameters", None)
+    if params is not None:
+        for p in params():
+            if p.is_floating_point():
+                return p.dtype
+    return torch.float32
+
+
 @torch.no_grad()
 def ood_scores(
     ebm: EnergyModel,
@@ -109,13 +119,15 @@ def ood_scores(
         device: where to run; default the EBM's parameter device.
 
     Returns:
-        :class:`OODScores` with ``(N,)`` float32 CPU tensors.
+        :class:`OODScores` with ``(N,)`` CPU tensors in the EBM's dtype (float32, or float64
+        for a float64 model: nothing is cast down). Inputs are cast to that dtype.
     """
     dev = torch.device(device) if device is not None else _device_of(ebm)
+    dtype = _dtype_of(ebm)
     energies, cosines = [], []
     with _eval_mode(ebm, guide):
         for x in _batches(data, batch_size):
-            x = x.to(dev, torch.float32)
+            x = x.to(dev, dtype)
             out = ebm.energy_and_direction(x)
             h = guide.embed(x)
             if h.shape != out.direction.shape:
@@ -123,9 +135,10 @@ def ood_scores(
                     f"the guide's embeddings {tuple(h.shape)} and the EBM's directions "
                     f"{tuple(out.direction.shape)} differ; use the guide trained with this EBM."
                 )
-            h = torch.nn.functional.normalize(h.float(), dim=1)
-            energies.append(out.energy.float().cpu())
-            cosines.append((h * out.direction.float()).sum(dim=1).cpu())
+            wide = torch.promote_types(out.direction.dtype, torch.float32)  # never below fp32
+            h = torch.nn.functional.normalize(h.to(wide), dim=1)
+            energies.append(out.energy.to(wide).cpu())
+            cosines.append((h * out.direction.to(wide)).sum(dim=1).cpu())
     if not energies:
         raise ValueError("data yielded no batches; give at least one input.")
     return OODScores(torch.cat(energies), torch.cat(cosines))

@@ -50,6 +50,8 @@ class SGLDSampler:
             keeps the standard layout.
         device: where the buffer lives.
         generator: source of the buffer's initial states.
+        dtype: floating dtype of the buffer and of the chains (``torch.float64`` runs the whole
+            sampler in double precision, e.g. for gradient checks; default float32).
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class SGLDSampler:
         memory_format: torch.memory_format = torch.preserve_format,
         device: torch.device | str = "cpu",
         generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
     ) -> None:
         validate_langevin_args(n_steps, step_size, noise_scale, grad_clip, clamp)
         check_number("reinit_prob (a probability)", reinit_prob, low=0.0, high=1.0)
@@ -92,7 +95,7 @@ class SGLDSampler:
         self.augment = self._resolve_augment(augment)
         low, high = clamp if clamp is not None else init_range
         self.buffer = ReplayBuffer(buffer_size, self.shape, low=low, high=high, device=device,
-                                   generator=generator)
+                                   dtype=dtype, generator=generator)
 
     def _resolve_augment(self, augment: str | Augment | None) -> Augment | None:
         if augment is None or augment == "none":
