@@ -5,20 +5,35 @@ batched callable inside a forked RNG seeded from an explicit ``torch.Generator``
 augmentation, ours or a user's, is reproducible from the caller's generator and leaves the global
 RNG untouched.
 
-Colour jitter: kornia changed ``ColorJitter`` in 0.6.6 to follow torchvision's semantics (the old
-behaviour is ``ColorJiggle``). SimCLR, and so CLEL, was specified with torchvision's transform, so
-ebmguide uses ``ColorJitter`` deliberately.
+Colour jitter (:class:`PerSampleColorJitter`): SimCLR, and so CLEL, was specified with
+torchvision's ``ColorJitter`` applied image by image, so every image gets its own factors *and its
+own random order* of the brightness, contrast, saturation and hue steps. kornia's ``ColorJitter``
+(torchvision's formulas since kornia 0.6.6) draws per-sample factors but one order per batch;
+ebmguide keeps kornia's formulas and draws the order per sample, which is what the paper's
+augmentation specifies. The research code ran kornia 0.6.3, whose ``ColorJitter`` is today's
+``ColorJiggle`` (other formulas, one order per batch): the recipe deliberately does not reproduce
+that detail of the research code.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import math
+from typing import NamedTuple
+
 import kornia.augmentation as K
 import torch
+from kornia.enhance import (
+    adjust_brightness_accumulative,
+    adjust_contrast_with_mean_subtraction,
+    adjust_hue,
+    adjust_saturation_with_gray_subtraction,
+)
 from torch import Tensor, nn
 
-__all__ = ["AUGMENTATIONS", "Augment", "apply_augment", "make_augmentation"]
+__all__ = ["AUGMENTATIONS", "Augment", "JitterParams", "PerSampleColorJitter", "apply_augment",
+           "make_augmentation"]
 
 Augment = Callable[[Tensor], Tensor]
 """Any batched augmentation: ``(B, C, H, W) -> (B, C, H, W)``."""
@@ -34,12 +49,99 @@ class _Clamp(nn.Module):
         return x.clamp(0.0, 1.0)
 
 
+class JitterParams(NamedTuple):
+    """Per-sample parameters of :class:`PerSampleColorJitter` for a batch of B images.
+
+    Attributes:
+        applied: ``(B,)`` bool, which images are jittered (probability ``p``).
+        factors: ``(B, S)`` factor of each step (brightness, contrast, saturation, hue; the first
+            S of them), in the units of torchvision's ``ColorJitter`` (hue in turns, [-0.5, 0.5]).
+        order: ``(B, S)`` each image's order of the steps, a permutation of ``0..S-1``.
+    """
+
+    applied: Tensor
+    factors: Tensor
+    order: Tensor
+
+
+def _hue(x: Tensor, factor: Tensor) -> Tensor:
+    return adjust_hue(x, factor * 2 * math.pi)  # kornia takes radians, torchvision turns
+
+
+_STEPS = (adjust_brightness_accumulative, adjust_contrast_with_mean_subtraction,
+          adjust_saturation_with_gray_subtraction, _hue)
+
+
+class PerSampleColorJitter(nn.Module):
+    """torchvision's ``ColorJitter`` per image: per-sample factors and per-sample step order.
+
+    The formulas are kornia's torchvision-compatible ones (brightness multiplies, contrast and
+    saturation blend with the grayscale mean and the grayscale image, hue shifts in HSV; results
+    clamped to [0, 1]). Randomness comes from torch's global RNG, which
+    :func:`apply_augment` seeds from the caller's generator. Each step runs once per image, on the
+    images that take it at each position.
+
+    Args:
+        brightness: factor drawn from [max(0, 1 − b), 1 + b].
+        contrast: factor drawn from [max(0, 1 − c), 1 + c].
+        saturation: factor drawn from [max(0, 1 − s), 1 + s]; ``None`` leaves the step out
+            (needed for non-RGB images).
+        hue: shift drawn from [−h, h] turns, h ≤ 0.5; ``None`` leaves the step out.
+        p: probability that an image is jittered.
+    """
+
+    def __init__(self, brightness: float = 0.4, contrast: float = 0.4,
+                 saturation: float | None = 0.4, hue: float | None = 0.1, p: float = 0.8) -> None:
+        super().__init__()
+        spreads = [brightness, contrast, *(v for v in (saturation, hue) if v is not None)]
+        if saturation is None and hue is not None:
+            raise ValueError("hue needs the saturation step too (RGB images); pass both or "
+                             "neither.")
+        if any(not 0 <= v for v in spreads) or (hue is not None and hue > 0.5) or not 0 <= p <= 1:
+            raise ValueError(f"jitter strengths must be non-negative (hue at most 0.5) and p in "
+                             f"[0, 1], got {spreads} and p={p}.")
+        low = [max(0.0, 1 - v) for v in spreads[:3]] + [-v for v in spreads[3:]]
+        high = [1 + v for v in spreads[:3]] + list(spreads[3:])
+        self.low, self.high, self.p = torch.tensor(low), torch.tensor(high), p
+
+    def generate_parameters(self, batch: int, device: torch.device | str = "cpu",
+                            dtype: torch.dtype = torch.float32) -> JitterParams:
+        """Draw :class:`JitterParams` for ``batch`` images from torch's global RNG."""
+        steps = len(self.low)
+        applied = torch.rand(batch, device=device) < self.p
+        u = torch.rand(batch, steps, device=device, dtype=dtype)
+        factors = self.low.to(device, dtype) + u * (self.high - self.low).to(device, dtype)
+        order = torch.rand(batch, steps, device=device).argsort(dim=1)
+        return JitterParams(applied, factors, order)
+
+    def forward(self, x: Tensor, params: JitterParams | None = None) -> Tensor:
+        """Jitter ``(B, C, H, W)`` images in [0, 1]; ``params`` default: freshly drawn."""
+        if params is None:
+            params = self.generate_parameters(x.shape[0], x.device, x.dtype)
+        if x.shape[1] != 3 and params.factors.shape[1] > 2:
+            raise ValueError(f"saturation and hue need RGB images, got {x.shape[1]} channels; "
+                             f"use PerSampleColorJitter(saturation=None, hue=None).")
+        view = (-1,) + (1,) * (x.dim() - 1)
+        out = torch.where(params.applied.view(view), x.clamp(0, 1), x)
+        factors = params.factors.to(x)
+        for position in range(factors.shape[1]):
+            for step in range(factors.shape[1]):
+                # the images whose step at this position is `step` (one host sync, as kornia's
+                # own per-batch checks); each step runs once per image in all
+                rows = (params.applied & (params.order[:, position] == step)).nonzero()[:, 0]
+                if rows.numel():
+                    stepped = _STEPS[step](out[rows], factors[rows, step])
+                    out = out.index_copy(0, rows, stepped)
+        return out
+
+
 def make_augmentation(name: str, size: int | Sequence[int], channels: int = 3) -> nn.Module:
     """Build a named augmentation for images of the given size.
 
     Args:
         name: ``"strong"`` (SimCLR: RandomResizedCrop scale (0.08, 1) bicubic, ColorJitter
             (0.4, 0.4, 0.4, 0.1) p=0.8, RandomGrayscale p=0.2, horizontal flip p=0.5),
+            the colour jitter is :class:`PerSampleColorJitter` (its own step order per image);
             ``"weak"`` (random crop with 4-pixel reflect padding and horizontal flip),
             ``"flip"`` (horizontal flip only) or ``"none"`` (identity).
         size: output height and width (square when an int).
@@ -70,10 +172,10 @@ def make_augmentation(name: str, size: int | Sequence[int], channels: int = 3) -
     if name == "strong":
         if channels == 3:
             colour: list[nn.Module] = [
-                K.ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8), K.RandomGrayscale(p=0.2)
+                PerSampleColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8), K.RandomGrayscale(p=0.2)
             ]
         else:
-            colour = [K.ColorJitter(0.4, 0.4, p=0.8)]
+            colour = [PerSampleColorJitter(0.4, 0.4, None, None, p=0.8)]
         return nn.Sequential(
             K.RandomResizedCrop(hw, scale=(0.08, 1.0), resample="BICUBIC"),
             *colour,
