@@ -17,9 +17,8 @@ that detail of the research code.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 import math
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import kornia.augmentation as K
@@ -97,7 +96,7 @@ class PerSampleColorJitter(nn.Module):
         if saturation is None and hue is not None:
             raise ValueError("hue needs the saturation step too (RGB images); pass both or "
                              "neither.")
-        if any(not 0 <= v for v in spreads) or (hue is not None and hue > 0.5) or not 0 <= p <= 1:
+        if any(v < 0 for v in spreads) or (hue is not None and hue > 0.5) or not 0 <= p <= 1:
             raise ValueError(f"jitter strengths must be non-negative (hue at most 0.5) and p in "
                              f"[0, 1], got {spreads} and p={p}.")
         low = [max(0.0, 1 - v) for v in spreads[:3]] + [-v for v in spreads[3:]]

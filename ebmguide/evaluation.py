@@ -13,6 +13,7 @@ from ebmguide.builders import TrainingData, build_sampler
 from ebmguide.config import RunConfig
 from ebmguide.metrics import FrechetScorer, factor_statistics, shapes_feature_net
 from ebmguide.protocols import EnergyFn
+from ebmguide.real_sets import RealSets, real_sets
 from ebmguide.sampling import langevin_dynamics
 
 __all__ = ["Evaluator", "buffer_protocol", "fresh_chains"]
@@ -65,6 +66,11 @@ def buffer_protocol(energy_fn: EnergyFn, cfg: RunConfig, shape: tuple[int, ...],
     return buffer.states.cpu()
 
 
+def _floor_arg(sets: RealSets) -> Tensor | tuple[Tensor, Tensor]:
+    """The ``floor=`` argument of :class:`FrechetScorer` for a :class:`RealSets`."""
+    return sets.floor[1] if sets.plan.floor_uses_reference else sets.floor
+
+
 class Evaluator:
     """Scores samples of a run against held-out real data with an independent feature network.
 
@@ -95,12 +101,16 @@ class Evaluator:
             elif choice == "shapes_classifier":
                 raise ValueError("eval.feature_net = \"shapes_classifier\" needs shapes data.")
         self.features = features or "custom"
-        # 2n real images: n as the reference, n more for the real-vs-real floor. A test split
-        # smaller than 2n (CIFAR-10's 10,000 at the paper's n = 10,000) is split in two halves.
-        self.real = (data.held_out(2 * self.n, at_least=self.n)
+        # The paper's monitoring protocol: the reference is the held-out split, up to n images
+        # (all 10,000 CIFAR-10 test images at n = 10,000); the floor compares it with as many
+        # other real images (see ebmguide.real_sets).
+        self.sets = (real_sets(data, "held-out", self.n)
                      if feature_net is not None or self.shapes else None)
-        self.scorer = (None if feature_net is None or self.real is None
-                       else FrechetScorer(self.real, feature_net, features=self.features))
+        self.real = None if self.sets is None else self.sets.reference
+        self.scorer = (None if feature_net is None or self.sets is None
+                       else FrechetScorer(self.sets.reference, feature_net,
+                                          features=self.features,
+                                          floor=_floor_arg(self.sets)))
 
     @property
     def active(self) -> bool:

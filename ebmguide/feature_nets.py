@@ -6,7 +6,9 @@
   classifier of the embedded shapes' factors, trained on generated data (never on samples) in
   seconds and cached, an independent in-domain feature network;
 - :func:`factor_statistics`: rule-based quality of shapes samples via
-  :func:`~ebmguide.data.read_factors`.
+  :func:`~ebmguide.data.read_factors`;
+- :func:`check_not_guide`: the guiding encoder, or a copy of it, is refused as a feature network
+  (sampling is steered towards its features, so it would flatter the samples).
 
 Every name is also importable from :mod:`ebmguide.metrics`, whose Fréchet and kernel distances take
 these networks.
@@ -14,6 +16,7 @@ these networks.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +25,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ebmguide.data import QUADRANTS, make_shapes, read_factors
+from ebmguide.guide import SimCLRGuide
 
 __all__ = [
-    "ShapesFeatureNet", "factor_statistics", "inception_features", "shapes_feature_net",
-    "train_shapes_feature_net",
+    "ShapesFeatureNet", "check_not_guide", "factor_statistics", "inception_features",
+    "shapes_feature_net", "train_shapes_feature_net",
 ]
 
 _FACTOR_SIZES = {"shape": 4, "colour": 6, "scale": 2, "quadrant": len(QUADRANTS)}
@@ -200,3 +204,47 @@ def describe(net: Any) -> str:
     if isinstance(net, ShapesFeatureNet):
         return "shapes-classifier"
     return type(net).__name__
+
+
+def check_not_guide(feature_net: nn.Module,
+                    guide: nn.Module | Mapping[str, Tensor] | None = None) -> None:
+    """Refuse the guiding encoder (or anything holding it, or a copy of it) as a feature network.
+
+    Parameters are compared by value, not by identity, so a deep copy, a TorchScript or
+    ``torch.export`` file of the guide (or of its encoder) is refused as well. Only distinctive
+    tensors count (at least 16 entries, not all equal): constant initialisations such as zero
+    biases or unit BatchNorm scales occur in independent networks too.
+
+    Args:
+        feature_net: the candidate feature network.
+        guide: the run's guide, or its state dict (e.g. a checkpoint's ``guide`` and
+            ``guide_ema`` entries, one call each).
+
+    Raises:
+        ValueError: if ``feature_net`` is or contains a :class:`~ebmguide.guide.SimCLRGuide`, or
+            holds a tensor equal to one of ``guide``'s.
+    """
+    message = ("the guiding encoder must not be the feature network of an evaluation: sampling is "
+               "steered towards its features, so it flatters the samples. Use an "
+               "independently trained network, e.g. the shapes classifier or Inception weights.")
+    if any(isinstance(m, SimCLRGuide) for m in feature_net.modules()):
+        raise ValueError(message)
+    if guide is None:
+        return
+    tensors = guide.values() if isinstance(guide, Mapping) else guide.parameters()
+    ours: dict[tuple[tuple[int, ...], torch.dtype], list[Tensor]] = {}
+    for t in tensors:
+        if isinstance(t, Tensor) and _distinctive(t):
+            ours.setdefault((tuple(t.shape), t.dtype), []).append(t.detach())
+    for p in feature_net.parameters():
+        for t in ours.get((tuple(p.shape), p.dtype), ()):
+            if torch.equal(p.detach().to(t.device), t):
+                raise ValueError(message)
+
+
+def _distinctive(t: Tensor) -> bool:
+    """Whether a tensor could identify a trained network: 16+ floating entries, not all equal."""
+    if not t.is_floating_point() or t.numel() < 16:
+        return False
+    flat = t.detach().flatten()
+    return bool((flat != flat[0]).any())

@@ -18,22 +18,22 @@ biased upwards at finite sample sizes, so a perfect model scores about the floor
 - :func:`check_not_guide`: the guiding encoder is refused as a feature network (sampling is steered
   towards its features, so it would flatter the samples).
 
-The feature networks and :func:`factor_statistics` are defined in :mod:`ebmguide.feature_nets` and
-importable from here.
+The feature networks, :func:`factor_statistics` and :func:`check_not_guide` are defined in
+:mod:`ebmguide.feature_nets` and importable from here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Mapping
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from ebmguide.feature_nets import (
     ShapesFeatureNet,
+    check_not_guide,
     factor_statistics,
     inception_features,
     shapes_feature_net,
@@ -41,8 +41,10 @@ from ebmguide.feature_nets import (
 )
 from ebmguide.feature_nets import describe as describe  # importable from here as before
 from ebmguide.grid import to_uint8
-from ebmguide.guide import SimCLRGuide
 from ebmguide.ood import auroc
+
+if TYPE_CHECKING:
+    from torchmetrics.image.fid import FrechetInceptionDistance
 
 __all__ = [
     "FDResult", "FrechetScorer", "ShapesFeatureNet", "auroc", "check_not_guide",
@@ -65,50 +67,6 @@ class _Quantized(nn.Module):
         return out.flatten(1)
 
 
-def check_not_guide(feature_net: nn.Module,
-                    guide: nn.Module | Mapping[str, Tensor] | None = None) -> None:
-    """Refuse the guiding encoder (or anything holding it, or a copy of it) as a feature network.
-
-    Parameters are compared by value, not by identity, so a deep copy, a TorchScript or
-    ``torch.export`` file of the guide (or of its encoder) is refused as well. Only distinctive
-    tensors count (at least 16 entries, not all equal): constant initialisations such as zero
-    biases or unit BatchNorm scales occur in independent networks too.
-
-    Args:
-        feature_net: the candidate feature network.
-        guide: the run's guide, or its state dict (e.g. a checkpoint's ``guide`` and
-            ``guide_ema`` entries, one call each).
-
-    Raises:
-        ValueError: if ``feature_net`` is or contains a :class:`~ebmguide.guide.SimCLRGuide`, or
-            holds a tensor equal to one of ``guide``'s.
-    """
-    message = ("the guiding encoder must not be the feature network of an evaluation: sampling is "
-               "steered towards its features, so it flatters the samples. Use an "
-               "independently trained network, e.g. the shapes classifier or Inception weights.")
-    if any(isinstance(m, SimCLRGuide) for m in feature_net.modules()):
-        raise ValueError(message)
-    if guide is None:
-        return
-    tensors = guide.values() if isinstance(guide, Mapping) else guide.parameters()
-    ours: dict[tuple[tuple[int, ...], torch.dtype], list[Tensor]] = {}
-    for t in tensors:
-        if isinstance(t, Tensor) and _distinctive(t):
-            ours.setdefault((tuple(t.shape), t.dtype), []).append(t.detach())
-    for p in feature_net.parameters():
-        for t in ours.get((tuple(p.shape), p.dtype), ()):
-            if torch.equal(p.detach().to(t.device), t):
-                raise ValueError(message)
-
-
-def _distinctive(t: Tensor) -> bool:
-    """Whether a tensor could identify a trained network: 16+ floating entries, not all equal."""
-    if not t.is_floating_point() or t.numel() < 16:
-        return False
-    flat = t.detach().flatten()
-    return bool((flat != flat[0]).any())
-
-
 def _eval_mode(net: nn.Module) -> None:
     """Put a feature network in eval mode (a torch.export module has no mode to set)."""
     with contextlib.suppress(NotImplementedError):
@@ -128,16 +86,29 @@ def _batches(x: Tensor, batch_size: int) -> list[Tensor]:
 
 
 class FDResult(NamedTuple):
-    """A Fréchet distance with its real-vs-real floor and the feature network's name."""
+    """A Fréchet distance with its real-vs-real floor and the feature network's name.
+
+    Attributes:
+        fd: the FD of the samples against the reference.
+        floor: the real-vs-real floor.
+        features: the feature network's name.
+        n: number of samples.
+        n_real: number of reference images (``None``: not recorded).
+        floor_sizes: sizes of the floor's two real sets (``None``: not recorded).
+    """
 
     fd: float
     floor: float
     features: str
     n: int
+    n_real: int | None = None
+    floor_sizes: tuple[int, int] | None = None
 
     def __str__(self) -> str:
+        sizes = "" if self.floor_sizes is None else " ({:,} vs {:,})".format(*self.floor_sizes)
+        real = "" if self.n_real is None else f", {self.n_real:,} real"
         return (f"FD (features: {self.features}) = {self.fd:.3f}   "
-                f"real-vs-real floor = {self.floor:.3f}   (n = {self.n})")
+                f"real-vs-real floor = {self.floor:.3f}{sizes}   (n = {self.n}{real})")
 
 
 def _prepare(net: nn.Module, example: Tensor, guide: nn.Module | None) -> _Quantized:
@@ -153,42 +124,60 @@ class FrechetScorer:
 
     Args:
         real: ``(2N, C, H, W)`` images in [0, 1] (or ``(2N, D)`` vectors, used as they are); the
-            first half is the reference, the second half only serves the floor.
+            first half is the reference, the second half only serves the floor. With ``floor``
+            given, all of ``real`` is the reference.
         feature_net: any module mapping a batch to ``(B, F)`` features; images reach it as floats
             in [0, 1] (uint8 for the Inception network of :func:`inception_features`).
         features: the network's name, for labels ("FD (features: <name>)").
         guide: the run's guide, refused if ``feature_net`` shares its parameters.
         batch_size: images per forward.
+        floor: the real-vs-real floor's images: a tensor of real images disjoint from ``real``
+            (the floor is their FD against the reference), or a pair of disjoint real sets
+            (the floor is the FD between them); see :func:`ebmguide.real_sets.real_sets`.
     """
 
     def __init__(self, real: Tensor, feature_net: nn.Module, *, features: str,
-                 guide: nn.Module | None = None, batch_size: int = 256) -> None:
-        from torchmetrics.image.fid import FrechetInceptionDistance
-
-        if len(real) < 4:
-            raise ValueError(f"FD needs at least 2 x 2 real images, got {len(real)}.")
-        self.n, self.features, self.batch_size = len(real) // 2, features, batch_size
+                 guide: nn.Module | None = None, batch_size: int = 256,
+                 floor: Tensor | tuple[Tensor, Tensor] | None = None) -> None:
+        if floor is None:
+            if len(real) < 4:
+                raise ValueError(f"FD needs at least 2 x 2 real images, got {len(real)}.")
+            self.n = len(real) // 2
+            real, floor = real[: self.n], real[self.n: 2 * self.n]
+        if len(real) < 2 or any(len(f) < 2 for f in (floor if isinstance(floor, tuple)
+                                                    else (floor,))):
+            raise ValueError("FD needs at least 2 images in every real set.")
+        self.n, self.features, self.batch_size = len(real), features, batch_size
         self.net = feature_net
-        wrapped = _prepare(feature_net, real, guide)
-        # sync_on_compute=False: a score of this process's samples, also under torchrun (where
-        # rank 0 alone evaluates and a cross-rank gather inside compute() would deadlock).
-        self._metric = FrechetInceptionDistance(feature=wrapped, reset_real_features=False,
-                                                sync_on_compute=False)
-        self._update(real[: self.n], True)
-        self._other_half = real[self.n: 2 * self.n]
+        self._wrapped = _prepare(feature_net, real, guide)
+        self._metric = self._new_metric()
+        self._update(self._metric, real, True)
+        self._floor_sets = floor
+        self.floor_sizes = ((len(real), len(floor)) if isinstance(floor, Tensor)
+                            else (len(floor[0]), len(floor[1])))
         self._floor: float | None = None
 
-    def _update(self, x: Tensor, real: bool) -> None:
+    def _new_metric(self) -> FrechetInceptionDistance:
+        from torchmetrics.image.fid import FrechetInceptionDistance
+
+        # sync_on_compute=False: a score of this process's samples, also under torchrun (where
+        # rank 0 alone evaluates and a cross-rank gather inside compute() would deadlock).
+        return FrechetInceptionDistance(feature=self._wrapped, reset_real_features=False,
+                                        sync_on_compute=False)
+
+    def _update(self, metric: FrechetInceptionDistance, x: Tensor, real: bool) -> None:
         for chunk in _batches(_quantize(x, self.net), self.batch_size):
-            self._metric.update(chunk.to(_device(self.net)), real=real)
+            metric.update(chunk.to(_device(self.net)), real=real)
 
     def __call__(self, fake: Tensor) -> float:
         """FD of ``fake`` (at least 2 samples) against the reference half."""
         if len(fake) < 2:
             raise ValueError(f"FD needs at least 2 samples, got {len(fake)}.")
         self._metric.reset()
-        self._update(fake, False)
-        value = float(self._metric.compute())
+        self._update(self._metric, fake, False)
+        return self._finite(float(self._metric.compute()))
+
+    def _finite(self, value: float) -> float:
         if not math.isfinite(value):
             raise ValueError(f"FD (features: {self.features}) is not finite: the samples hold "
                              f"NaN/inf values or the features are degenerate.")
@@ -196,14 +185,21 @@ class FrechetScorer:
 
     @property
     def floor(self) -> float:
-        """The real-vs-real floor: FD between the two disjoint real halves."""
+        """The real-vs-real floor: FD between two disjoint real sets (computed once)."""
         if self._floor is None:
-            self._floor = self(self._other_half)
+            if isinstance(self._floor_sets, Tensor):
+                self._floor = self(self._floor_sets)
+            else:
+                metric = self._new_metric()
+                self._update(metric, self._floor_sets[0], True)
+                self._update(metric, self._floor_sets[1], False)
+                self._floor = self._finite(float(metric.compute()))
         return self._floor
 
     def with_floor(self, fake: Tensor) -> FDResult:
-        """:class:`FDResult` of ``fake``; use as many samples as real images in a half."""
-        return FDResult(self(fake), self.floor, self.features, len(fake))
+        """:class:`FDResult` of ``fake``; use as many samples as reference images."""
+        return FDResult(self(fake), self.floor, self.features, len(fake), self.n,
+                        self.floor_sizes)
 
 
 def _quantize(x: Tensor, net: nn.Module) -> Tensor:

@@ -94,7 +94,8 @@ def _dtype_of(model: object) -> torch.dtype:
     if params is not None:
         for p in params():
             if p.is_floating_point():
-                return p.dtype
+                dtype: torch.dtype = p.dtype
+                return dtype
     return torch.float32
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -44,3 +47,30 @@ def tiny_parts() -> tuple[eg.SphericalEBM, eg.SimCLRGuide, eg.SGLDSampler]:
 @pytest.fixture
 def tiny_conv() -> type[TinyConv]:
     return TinyConv
+
+
+def write_image_folder(root: Path, *, train: int, test: int, size: int = 8,
+                       classes: int = 2, seed: int = 0) -> Path:
+    """A small CIFAR-style image folder ``root/{train,test}/<class>/NNNN.png`` (lossless PNG).
+
+    Images are smooth random colour blobs, so real sets are alike but not identical.
+    """
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", train), ("test", test)):
+        for i in range(count):
+            folder = root / split / f"class{i % classes}"
+            folder.mkdir(parents=True, exist_ok=True)
+            base = rng.integers(40, 216, (1, 1, 3))
+            noise = rng.integers(-40, 40, (size, size, 3))
+            image = np.clip(base + noise, 0, 255).astype(np.uint8)
+            Image.fromarray(image).save(folder / f"{i:04d}.png")
+    return root
+
+
+@pytest.fixture
+def image_folder() -> Callable[..., Path]:
+    """:func:`write_image_folder`, for tests that need a small image-folder dataset."""
+    return write_image_folder

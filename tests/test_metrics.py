@@ -92,6 +92,7 @@ def test_the_guide_is_refused_as_feature_network(shapes: torch.Tensor) -> None:
     check_not_guide(SmallCNN(width=4), guide)  # an independent network is fine
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 def test_copies_of_the_guide_are_refused_by_value(tmp_path: Path) -> None:
     """A deep copy, a TorchScript file or a torch.export file of the guide's encoder is refused."""
     import copy
