@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -16,24 +17,46 @@ from ebmguide.protocols import EnergyFn
 from ebmguide.real_sets import RealSets, real_sets
 from ebmguide.sampling import langevin_dynamics
 
-__all__ = ["Evaluator", "buffer_protocol", "fresh_chains"]
+__all__ = ["Evaluator", "SweepState", "buffer_protocol", "fresh_chains"]
+
+
+class SweepState(NamedTuple):
+    """Where a :func:`buffer_protocol` sweep stands after a finished round.
+
+    Attributes:
+        rounds_done: finished passes over the buffer.
+        states: ``(n, *shape)`` the buffer after them.
+        generator: the generator's state (``torch.Generator.get_state()``) after them.
+    """
+
+    rounds_done: int
+    states: Tensor
+    generator: Tensor
 
 
 def fresh_chains(energy_fn: EnergyFn, cfg: RunConfig, shape: tuple[int, ...], n: int, *,
                  steps: int, generator: torch.Generator, device: torch.device,
-                 chunk: int = 512) -> Tensor:
-    """``n`` chains from uniform noise, ``steps`` SGLD steps of the training sampler's settings."""
+                 chunk: int = 512, on_chunk: Callable[[int], None] | None = None) -> Tensor:
+    """``n`` chains from uniform noise, ``steps`` SGLD steps of the training sampler's settings.
+
+    ``on_chunk`` is called with the number of chains after every chunk (e.g. a progress bar).
+    """
     sampler = build_sampler(cfg, shape, device, generator, buffer_size=1)
-    parts = [sampler.sample_fresh(energy_fn, min(chunk, n - i), n_steps=steps,
-                                  generator=generator).samples
-             for i in range(0, n, chunk)]
-    return torch.cat(parts).cpu()
+    parts = []
+    for i in range(0, n, chunk):
+        parts.append(sampler.sample_fresh(energy_fn, min(chunk, n - i), n_steps=steps,
+                                          generator=generator).samples.cpu())
+        if on_chunk is not None:
+            on_chunk(len(parts[-1]))
+    return torch.cat(parts)
 
 
 def buffer_protocol(energy_fn: EnergyFn, cfg: RunConfig, shape: tuple[int, ...], n: int, *,
                     rounds: int, generator: torch.Generator, device: torch.device,
                     chunk: int = 512, steps: int | None = None,
-                    on_chunk: Callable[[int], None] | None = None) -> Tensor:
+                    on_chunk: Callable[[int], None] | None = None,
+                    resume: SweepState | None = None,
+                    on_round: Callable[[SweepState], None] | None = None) -> Tensor:
     """The paper's sampling protocol: a buffer of ``n`` uniform images, ``rounds`` passes over it.
 
     Each pass walks the buffer in chunks of ``chunk`` slots; every chunk goes through exactly the
@@ -41,12 +64,38 @@ def buffer_protocol(energy_fn: EnergyFn, cfg: RunConfig, shape: tuple[int, ...],
     ``n_steps`` SGLD steps (``steps`` overrides), and the finite chains are written back.
     The paper: n = 50,000, 10 rounds, chunks of 512, with the EMA EBM.
 
+    A sweep can be resumed: ``on_round`` receives a :class:`SweepState` after every finished
+    round (save it), and ``resume`` continues from one; on the CPU the result is bit-identical
+    with an uninterrupted sweep.
+
+    Args:
+        energy_fn: ``(B, *shape) -> (B,)``, e.g. the EMA EBM's ``energy``.
+        cfg: the run's configuration (its sampler settings).
+        shape: shape of one sample.
+        n: buffer size, the number of samples.
+        rounds: passes over the buffer.
+        generator: source of all randomness (on ``device``).
+        device: where the buffer and the chains live.
+        chunk: chains per batch.
+        steps: SGLD steps per chunk (default: the run's ``sampler.n_steps``).
+        on_chunk: called with the number of chains after every chunk (e.g. a progress bar).
+        resume: a state saved from ``on_round`` of a sweep with the same arguments.
+        on_round: called after every finished round.
+
     Returns:
         The final buffer ``(n, *shape)`` on the CPU.
     """
     sampler = build_sampler(cfg, shape, device, generator, buffer_size=n)
     buffer, k = sampler.buffer, sampler.n_steps if steps is None else steps
-    for _ in range(rounds):
+    first = 0
+    if resume is not None:
+        if tuple(resume.states.shape) != tuple(buffer.states.shape):
+            raise ValueError(f"the saved sweep holds {tuple(resume.states.shape)} chains, not "
+                             f"{tuple(buffer.states.shape)}; start a new sweep.")
+        buffer.states.copy_(resume.states)
+        generator.set_state(resume.generator)
+        first = resume.rounds_done
+    for done in range(first, rounds):
         for start in range(0, n, chunk):
             index = torch.arange(start, min(start + chunk, n), device=buffer.states.device)
             x = buffer.states[index]
@@ -63,6 +112,8 @@ def buffer_protocol(energy_fn: EnergyFn, cfg: RunConfig, shape: tuple[int, ...],
             buffer.write(index, result.samples, keep=result.finite)
             if on_chunk is not None:
                 on_chunk(len(index))
+        if on_round is not None:
+            on_round(SweepState(done + 1, buffer.states, generator.get_state()))
     return buffer.states.cpu()
 
 

@@ -9,22 +9,31 @@ from typing import Any
 
 from ebmguide.cli.sample import add_sampling_options
 
-__all__ = ["load_feature_net", "register", "run"]
+__all__ = ["format_table", "load_feature_net", "register", "run"]
 
 DESCRIPTION = """\
-Score samples of a checkpoint against real data with an independent feature network: the
-Frechet distance "FD (features: <net>)", printed next to its real-vs-real floor (two disjoint real
-halves of the same size), and optionally KID. Feature networks: the shapes classifier (default for
-shapes runs; trained on generated data in seconds and cached in the run folder), a network file
-(--feature-net: torch.export .pt2 or TorchScript), or Inception-v3 from a local weights file
-(--inception-weights; then the FD is a standard FID; needs torch-fidelity). The guiding encoder
-is refused: sampling is steered towards its features."""
+Score samples of a checkpoint against real data with an independent feature network and print one
+table: the metric, the feature network, n generated, n real, the real-vs-real floor with the sizes
+of its two real sets, and the protocol. The metric is "FD (features: <net>)"; it is a standard
+"FID" only with --inception-weights (a local pt_inception-2015-12-05 file; needs torch-fidelity).
+Other feature networks: the shapes classifier (default for shapes runs; trained on generated data
+in seconds and cached in the run folder) or a network file (--feature-net: torch.export .pt2 or
+TorchScript). The guiding encoder, or any copy of it, is refused: sampling is steered towards its
+features.
+Every check runs before sampling. The buffer protocol saves its buffer after every round into
+the output folder (default <run>/evaluate-<protocol>-<checkpoint>-n<N>-seed<S>): run the same
+command again to resume a killed sweep from its last finished round.
+The paper's final number: --protocol buffer --n 50000 --rounds 10 --chunk 512 --real train
+(50,000 samples against the 50,000 training images; the floor is then training half against
+half). In-training monitoring compares 10,000 samples with the 10,000 test images (--real
+held-out, the default): a different number, never to be compared with the final one."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``evaluate`` subcommand."""
     p = subparsers.add_parser("evaluate", help="FD / KID of a checkpoint's samples",
-                              description=DESCRIPTION)
+                              description=DESCRIPTION,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     add_sampling_options(p)
     p.set_defaults(n=1000)
     p.add_argument("--samples", type=Path, metavar="FILE",
@@ -40,9 +49,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                             "FID")
     p.add_argument("--real", choices=("held-out", "train"), default="held-out",
                    help="real images: held-out (generated with another seed, or the test split; "
-                        "default) or the training data (the paper's final protocol)")
+                        "default; the in-training protocol) or the training data (the paper's "
+                        "final protocol)")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="folder of the sweep state, the samples and results.json (default: "
+                        "<run folder>/evaluate-<protocol>-<checkpoint>-n<N>-seed<S>); the same "
+                        "folder resumes a sweep")
     p.add_argument("--kid", action="store_true", help="also compute KID")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
@@ -53,7 +68,7 @@ def load_feature_net(args: argparse.Namespace, cfg: Any, run_dir: Path) -> tuple
     from ebmguide.metrics import inception_features, shapes_feature_net
 
     if args.inception_weights:
-        return inception_features(args.inception_weights), "Inception-v3 (FID)"
+        return inception_features(args.inception_weights), "Inception-v3"
     if args.feature_net:
         if args.feature_net.lower() in ("guide", "encoder"):
             raise ValueError("the guiding encoder must not be the feature network: sampling is "
@@ -97,63 +112,40 @@ def _load_network_file(path: Path) -> tuple[Any, str]:
                              f"network.") from err
 
 
-def _load_samples(path: Path) -> Any:
-    import numpy as np
-    import torch
-
-    if path.suffix == ".npz":
-        data = torch.from_numpy(np.load(path)["images"])
-    else:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    return data.float() / 255 if data.dtype == torch.uint8 else data.float()
-
-
-def _real(cfg: Any, which: str, n: int) -> Any:
-    import torch
-
-    from ebmguide.builders import load_training_data
-
-    data = load_training_data(cfg)
-    if which == "held-out":
-        return data.held_out(2 * n)
-    g = torch.Generator().manual_seed(cfg.seed + 1)
-    pool = data.train[torch.randperm(len(data.train), generator=g)[: 2 * n]]
-    if pool.dtype == torch.uint8:
-        from ebmguide.data import dequantize
-
-        pool = dequantize(pool, g)
-    if len(pool) < 2 * n:
-        raise ValueError(f"the training data has {len(pool)} samples, fewer than 2 x {n}.")
-    return pool
+def format_table(values: dict[str, Any]) -> str:
+    """The one table ``ebmguide evaluate`` prints (rows FD, and KID when computed)."""
+    header = ("metric", "value", "feature network", "n generated", "n real",
+              "real-vs-real floor", "protocol")
+    n_real = values["real"]
+    rows = [(values["metric"], f"{values['fd']:.4g}", values["features"], f"{values['n']:,}",
+             n_real, f"{values['fd_floor']:.4g} ({values['floor_sets']})", values["protocol"])]
+    if "kid" in values:
+        kid_name = values["metric"].replace("FID", "KID").replace("FD (", "KID (")
+        rows.append((kid_name, f"{values['kid']:.4g} +- {values['kid_std']:.2g}",
+                     values["features"], f"{values['n']:,}", n_real,
+                     f"{values['kid_floor']:.2g} ({values['floor_sets']})", values["protocol"]))
+    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+             for r in (header, *rows)]
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``ebmguide evaluate``."""
-    from ebmguide.cli.sample import draw_samples
-    from ebmguide.metrics import FrechetScorer, check_not_guide, kernel_distance
-    from ebmguide.runner import find_checkpoint, load_run
+    """Run ``ebmguide evaluate``: every check first, then the sweep, then the table."""
+    from ebmguide.evaluate_run import draw, prepare, score
 
-    checkpoint = find_checkpoint(args.checkpoint)
-    _, cfg = load_run(checkpoint)
-    net, label = load_feature_net(args, cfg, checkpoint.parent.parent)
-    if args.samples is not None:
-        fake, guide = _load_samples(args.samples), None
-    else:
-        fake, _, guide, _ = draw_samples(args)
-    if guide is not None:
-        check_not_guide(net, guide)
-    n = len(fake)
-    real = _real(cfg, args.real, n)
-    result = FrechetScorer(real, net, features=label).with_floor(fake)
-    values: dict[str, Any] = {"fd": result.fd, "fd_floor": result.floor, "features": label,
-                              "n": n, "protocol": "samples file" if args.samples else args.protocol}
-    print(result)
-    if args.kid:
-        kid, kid_std = kernel_distance(real[:n], fake, net, features=label)
-        kid_floor, _ = kernel_distance(real[:n], real[n:], net, features=label)
-        values.update(kid=kid, kid_std=kid_std, kid_floor=kid_floor)
-        print(f"KID (features: {label}) = {kid:.5g} +- {kid_std:.2g}   "
-              f"real-vs-real floor = {kid_floor:.2g}")
+    plan = prepare(args, load_feature_net)
+    where = "" if plan.folder is None else f"; samples and sweep state in {plan.folder.folder}"
+    resumed = ("" if plan.resume is None
+               else f"; resuming after round {plan.resume.rounds_done}")
+    print(f"checks passed: {plan.protocol}; real {plan.sets.plan.reference}, floor "
+          f"{plan.sets.plan.floor_label}{where}{resumed}", flush=True)
+    fake = draw(plan, progress=not args.no_progress)
+    values = score(plan, fake)
+    print(format_table(values))
+    text = json.dumps(values, indent=2) + "\n"
+    if plan.folder is not None:
+        (plan.folder.folder / "results.json").write_text(text, encoding="utf-8")
     if args.json is not None:
-        args.json.write_text(json.dumps(values, indent=2) + "\n", encoding="utf-8")
+        args.json.write_text(text, encoding="utf-8")
     return 0

@@ -141,10 +141,14 @@ def test_evaluate_prints_fd_with_floor_and_never_fid(tiny_run: Path, tmp_path: P
     assert main(["evaluate", "--checkpoint", str(tiny_run), "--n", "20", "--steps", "2",
                  "--kid", "--json", str(result)]) == 0
     out = capsys.readouterr().out
-    assert "FD (features: shapes-classifier) = " in out and "real-vs-real floor" in out
-    assert "KID (features: shapes-classifier)" in out and "FID" not in out
+    table = out[out.index("metric"):].splitlines()
+    assert "real-vs-real floor" in table[0] and "FID" not in out
+    assert table[1].startswith("FD (features: shapes-classifier)")
+    assert table[2].startswith("KID (features: shapes-classifier)")
+    assert "(held-out 20 vs held-out 20)" in table[1] and "fresh: 20 chains" in table[1]
     values = json.loads(result.read_text())
     assert values["n"] == 20 and values["fd"] > 0 and values["fd_floor"] >= 0
+    assert values["n_real"] == 20 and values["floor_sets"] == "held-out 20 vs held-out 20"
     assert "kid_floor" in values and values["kid_std"] > 0
 
 
@@ -176,7 +180,7 @@ def test_evaluate_samples_file_with_an_exported_feature_net(
     assert main(["evaluate", "--checkpoint", str(tiny_run), "--samples",
                  str(samples / "samples.npz"), "--feature-net",
                  str(tmp_path / "features.pt2")]) == 0
-    assert "FD (features: features) = " in capsys.readouterr().out
+    assert "\nFD (features: features)  " in capsys.readouterr().out
 
 
 def test_demo_command_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
