@@ -136,8 +136,9 @@ def run(args: argparse.Namespace) -> int:
 
     plan = prepare(args, load_feature_net)
     where = "" if plan.folder is None else f"; samples and sweep state in {plan.folder.folder}"
-    resumed = ("" if plan.resume is None
-               else f"; resuming after round {plan.resume.rounds_done}")
+    done = 0 if plan.resume is None else plan.resume.rounds_done
+    resumed = ("" if done == 0 else f"; the saved sweep is complete ({done} rounds)"
+               if done >= args.rounds else f"; resuming after round {done} of {args.rounds}")
     print(f"checks passed: {plan.protocol}; real {plan.sets.plan.reference}, floor "
           f"{plan.sets.plan.floor_label}{where}{resumed}", flush=True)
     fake = draw(plan, progress=not args.no_progress)
