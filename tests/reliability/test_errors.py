@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 import ebmguide as eg
-from ebmguide.augment import apply_augment, make_augmentation
+from ebmguide.augment import PerSampleColorJitter, apply_augment, make_augmentation
 from ebmguide.checkpoint import (
     CheckpointError,
     CheckpointManager,
@@ -34,6 +34,7 @@ from ebmguide.ema import ema_decay, make_ema
 from ebmguide.losses import CLELLoss, latent_alignment, nt_xent
 from ebmguide.optim import clel_optimizers
 from ebmguide.protocols import EnergyOutput
+from ebmguide.real_sets import plan_real_sets
 from ebmguide.sampling import ReplayBuffer, SGLDSampler, langevin_dynamics
 from ebmguide.training import check_components, clel_step
 
@@ -204,6 +205,14 @@ CATALOG: list[Row] = [
     Row("SGLDSampler", "init_range reversed (clamp None)", ValueError,
         "init_range must be (low, high) with low < high", "(low, high)",
         sampler(clamp=None, init_range=(1.0, 0.0))),
+    Row("SGLDSampler", "dtype not floating", TypeError, "dtype must be a floating torch.dtype",
+        "torch.float32 or torch.float64", sampler(dtype=torch.int64)),
+    Row("PerSampleColorJitter", "negative strength", ValueError,
+        "jitter strengths must be non-negative", "strengths >= 0, hue <= 0.5",
+        lambda: PerSampleColorJitter(-0.1)),
+    Row("plan_real_sets", "split too small for an FD and its floor", ValueError,
+        "need at least 4. Use more data", "more real images",
+        lambda: plan_real_sets("train", 10, {"train": 3, "test": 1})),
     Row("SGLDSampler.sample", "batch larger than the buffer", ValueError,
         "enlarge the buffer or lower the batch size", "buffer_size >= batch",
         lambda: sampler()().sample(quadratic, 9)),
