@@ -166,3 +166,22 @@ def test_every_check_runs_before_sampling(
     monkeypatch.setattr(evaluate_run, "buffer_protocol", _no_sampling)
     assert _evaluate(run, features, other, "--n", "8", "--rounds", "1", "--seed", "5") == 2
     assert "other settings (seed)" in capsys.readouterr().err
+
+
+def test_the_metric_is_called_fid_only_with_inception_weights(
+        folder_run: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import ebmguide.cli.evaluate as evaluate
+
+    run, features = folder_run
+    net = torch.export.load(str(features)).module()
+    monkeypatch.setattr(evaluate, "load_feature_net", lambda args, cfg, run_dir:
+                        (net, "Inception-v3"))  # stands in for the network of a weights file
+    argv = ["evaluate", "--checkpoint", str(run), *FINAL, "--n", "8", "--rounds", "1",
+            "--out", str(tmp_path / "i")]
+    assert main([*argv, "--inception-weights", "pt_inception-2015-12-05.pth"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[-1].startswith("FID  ") and "Inception-v3" in rows[-1]
+    assert main(argv) == 0  # the same network without a weights path: an FD, never "FID"
+    out = capsys.readouterr().out
+    assert "FID" not in out and out.splitlines()[-1].startswith("FD (features: Inception-v3)")
