@@ -16,7 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 import ebmguide as eg
 from ebmguide import distributed as D
-from ebmguide.sampling import langevin_dynamics
+from ebmguide.sampling import LangevinResult, langevin_dynamics
 
 B, D_IN, LATENT = 4, 6, 5  # per-rank batch, input size, latent size
 
@@ -59,9 +59,10 @@ class FixedStartSampler:
     def __init__(self, starts: Tensor) -> None:
         self.starts = starts
 
-    def sample(self, energy_fn: Any, batch_size: int, *, generator: Any = None) -> Tensor:
+    def sample(self, energy_fn: Any, batch_size: int, *,
+               generator: Any = None) -> LangevinResult:
         return langevin_dynamics(energy_fn, self.starts[:batch_size], n_steps=2, step_size=0.1,
-                                 noise_scale=0.0).samples
+                                 noise_scale=0.0)
 
     def state_dict(self) -> dict[str, Any]:
         return {}
