@@ -44,7 +44,7 @@ class ModelConfig:
     latent_dim: int = 128  # d, shared with the guide
     hidden_dim: int = 2048  # width of the energy and projection heads
     spectral_norm: bool = True
-    head_init_std: float | None = 0.01  # N(0, std) init of both heads (paper); None: torch's
+    head_init_std: float | None = None  # N(0, std) init of both heads (paper: 0.01); None: torch's
 
 
 @dataclass(frozen=True)

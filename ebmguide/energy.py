@@ -41,12 +41,13 @@ class SphericalEBM(nn.Module):
         latent_dim: d, the size of u(x) and of the latent sphere (128 in the paper).
         hidden_dim: hidden width of both head MLPs (2048 in the paper).
         negative_slope: LeakyReLU slope inside the heads (0.2 in the paper).
-        init_std: standard deviation of the heads' normal weight init, biases at zero
-            (N(0, 0.01) in the paper); ``None`` keeps torch's default ``nn.Linear`` init. The
-            paper's init makes ½‖u‖² energies start near 1e-5 with input gradients near 1e-8
-            per pixel, so Langevin chains only move with a step size near the paper's η = 100
-            (and barely at first, even then); torch's init starts energies and gradients about
-            1,000 times larger. See docs/recipes/demo.md for the measurements.
+        init_std: standard deviation of the heads' normal weight init, biases at zero; the
+            paper's value is 0.01 (its recipes here set it). ``None`` (the default) keeps torch's
+            ``nn.Linear`` init: with the paper's init the ½‖u‖² energies start near 1e-5 and
+            their input gradients near 1e-8 per pixel, so Langevin chains barely move at first
+            even with the paper's η = 100 (drift/noise 4e-4 per step on the demo network), while
+            torch's init starts the gradients about 1,000 times larger. See
+            docs/recipes/demo.md for the measurements.
 
     Example:
         >>> import torch
@@ -65,7 +66,7 @@ class SphericalEBM(nn.Module):
         latent_dim: int = 128,
         hidden_dim: int = 2048,
         negative_slope: float = 0.2,
-        init_std: float | None = 0.01,
+        init_std: float | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(backbone, nn.Module):

@@ -63,3 +63,22 @@ def test_conditional_experiments_run_with_smoke() -> None:
     assert {"and", "not", "or"} == set(res["compositions"])
     assert {"novel_colours", "novel_shapes", "noise"} <= set(res["ood"])
     assert all(0.0 <= v <= 1.0 for row in res["ood"].values() for v in row.values())
+
+
+def test_guidance_ablation_runs_with_smoke(tmp_path: Path) -> None:
+    """The script behind docs/guidance.md: both β, one table; finished runs are reused."""
+    module = load("guidance_ablation/run.py")
+    out = tmp_path / "ablation"
+    argv = ["--smoke", "--seeds", "0", "--threads", "1", "--out", str(out)]
+    raw = module.main(module.get_args_parser().parse_args(argv))
+    assert set(raw) == {"0.01", "0"} and all(len(runs) == 1 for runs in raw.values())
+    for runs in raw.values():
+        for figures in runs:
+            assert set(figures) == {*module.METRICS, "colour_match"}
+            assert 0.0 <= figures["colour_match"] <= 1.0 and figures["buffer_fd"] > 0
+    table = (out / "table.md").read_text(encoding="utf-8")
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    assert len(rows) == 3 and "colour match" in rows[0]
+    stamp = (out / "beta0.01-seed0" / "metrics.jsonl").stat().st_mtime_ns
+    module.main(module.get_args_parser().parse_args(argv))  # reuses the finished runs
+    assert (out / "beta0.01-seed0" / "metrics.jsonl").stat().st_mtime_ns == stamp

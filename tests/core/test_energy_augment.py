@@ -26,13 +26,26 @@ def test_energy_is_half_squared_norm_of_u() -> None:
 
 def test_heads_follow_the_paper_init_and_biases() -> None:
     torch.manual_seed(0)
-    ebm = eg.SphericalEBM(nn.Flatten(), feature_dim=256)
+    ebm = eg.SphericalEBM(nn.Flatten(), feature_dim=256, init_std=0.01)
     assert [m.bias is not None for m in ebm.head if isinstance(m, nn.Linear)] == [True, True]
     assert [m.bias is not None for m in ebm.projection if isinstance(m, nn.Linear)] == [False] * 2
     w = ebm.head[0].weight.detach()
     assert abs(float(w.std()) - 0.01) < 0.001
     assert float(ebm.head[0].bias.detach().abs().max()) == 0.0
     assert any(isinstance(m, nn.LeakyReLU) and m.negative_slope == 0.2 for m in ebm.head)
+
+
+def test_default_init_is_torchs_and_gives_energies_a_hundred_times_larger() -> None:
+    torch.manual_seed(0)
+    default = eg.SphericalEBM(nn.Flatten(), feature_dim=256, latent_dim=64, hidden_dim=256)
+    torch.manual_seed(0)
+    paper = eg.SphericalEBM(nn.Flatten(), feature_dim=256, latent_dim=64, hidden_dim=256,
+                            init_std=0.01)
+    bound = 1 / 256 ** 0.5  # nn.Linear's uniform init: |w| <= 1 / sqrt(fan_in)
+    w = default.head[0].weight.detach()
+    assert float(w.abs().max()) <= bound and float(w.std()) > 0.3 * bound
+    x = torch.rand(16, 256, generator=torch.Generator().manual_seed(1))
+    assert float(default.energy(x).mean()) > 100 * float(paper.energy(x).mean())
 
 
 def test_feature_dim_taken_from_backbone_or_required() -> None:
