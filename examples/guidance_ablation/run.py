@@ -1,4 +1,4 @@
-"""What guidance buys: the same recipe trained with CLEL's alignment term (β > 0) and without (β = 0).
+"""What guidance buys: one recipe trained with the alignment term of CLEL (β > 0) and without.
 
 For each β and seed, trains a recipe (the shipped ``demo`` by default) with ``loss.beta`` set, reads
 the run's final evaluation from metrics.jsonl (replay-buffer FD, fresh-chain FD, clean-sample rates:
@@ -62,7 +62,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def final_evaluation(run: Path) -> dict[str, float] | None:
-    """The last evaluation record that holds fresh-chain figures, or None if the run is unfinished."""
+    """The last evaluation record with fresh-chain figures; None while the run is unfinished."""
     path = run / "metrics.jsonl"
     if not path.exists():
         return None
