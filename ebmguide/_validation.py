@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["as_device", "check_int", "check_number", "check_range_pair", "check_tensor",
+__all__ = ["as_device", "check_finite", "check_int", "check_number", "check_range_pair", "check_tensor",
            "module_device"]
 
 
@@ -84,3 +84,25 @@ def as_device(device: Any) -> torch.device:
     except (RuntimeError, ValueError) as err:
         raise ValueError(f"device {device!r} is not a torch device; use 'cpu', 'cuda' or "
                          f"'cuda:<index>'.") from err
+
+
+def check_finite(name: str, x: Tensor) -> None:
+    """Refuse a tensor holding NaN or inf: such samples must never become numbers or pixels.
+
+    Args:
+        name: where the values come from, for the message (e.g. "samples of ebmguide sample").
+        x: the values.
+
+    Raises:
+        ValueError: naming how many values (and samples) are not finite.
+    """
+    if not (x.is_floating_point() or x.is_complex()) or x.numel() == 0:
+        return
+    bad = ~x.isfinite()
+    count = int(bad.sum())  # one host sync
+    if count:
+        rows = int(bad.reshape(len(x), -1).any(dim=1).sum()) if x.dim() > 1 else count
+        raise ValueError(f"{name}: {count:,} of {x.numel():,} values ({rows:,} of {len(x):,} "
+                         f"samples) are NaN or infinite; they are never turned into numbers or "
+                         f"pixels. They come from a diverged model or sampler: use an earlier "
+                         f"checkpoint, fewer SGLD steps or a smaller step size.")

@@ -39,6 +39,7 @@ from ebmguide.feature_nets import (
     train_shapes_feature_net,
 )
 from ebmguide.feature_nets import describe as describe  # importable from here as before
+from ebmguide._validation import check_finite
 from ebmguide.grid import to_uint8
 from ebmguide.guide import SimCLRGuide
 from ebmguide.ood import auroc
@@ -181,8 +182,9 @@ class FrechetScorer:
 
 def _quantize(x: Tensor, net: nn.Module) -> Tensor:
     if x.dim() != 4:
+        check_finite("samples to score", x)
         return x.float()
-    q = to_uint8(x)
+    q = to_uint8(x, "samples to score")
     return q if getattr(net, "wants_uint8", False) else q.float() / 255
 
 
