@@ -68,6 +68,11 @@ def draw_samples(args: argparse.Namespace) -> tuple[Any, Any, Any, Path]:
             raise ValueError(f"--{name} must be a positive integer, got {getattr(args, name)}.")
     if args.steps is not None and args.steps < 0:
         raise ValueError(f"--steps must not be negative, got {args.steps}.")
+    from ebmguide.limits import check_bound
+
+    for name in ("n", "steps", "rounds", "chunk"):  # before anything is allocated
+        if getattr(args, name) is not None:
+            check_bound(f"cli.{name}", getattr(args, name), f" (--{name})")
     checkpoint = find_checkpoint(args.checkpoint)
     state, cfg = load_run(checkpoint)
     device = resolve_device(args.device or cfg.device)
@@ -100,8 +105,10 @@ def save_samples(x: Any, out: Path, fmt: str) -> tuple[Path, Path]:
     import numpy as np
     import torch
 
+    from ebmguide._validation import check_finite
     from ebmguide.grid import save_panels, to_uint8
 
+    check_finite("samples drawn by ebmguide sample", x)  # nothing is written then
     out.mkdir(parents=True, exist_ok=True)
     grid = save_panels([(f"{len(x)} samples", x[:256])], out / "samples.png", scale=4)
     data = to_uint8(x) if x.dim() == 4 else x.float()
