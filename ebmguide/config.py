@@ -196,7 +196,12 @@ def load_config(name_or_path: str | Path, overrides: Sequence[str] = ()) -> RunC
         ValueError: unknown recipe, invalid TOML, unknown key, or bad value (the message names it).
         FileNotFoundError: a path that does not exist.
     """
-    return config_from_dict(apply_overrides(_read(name_or_path), overrides))
+    data = _read(name_or_path)
+    if not data:
+        raise ValueError(f"config {name_or_path} is empty: every setting would be a default (a "
+                         f"100,000-iteration run). Start from a recipe: ebmguide train --config "
+                         f"demo --print-config > my_run.toml, then edit it.")
+    return config_from_dict(apply_overrides(data, overrides))
 
 
 def _toml_value(value: Any) -> str:

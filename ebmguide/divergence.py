@@ -7,7 +7,9 @@ finite gradient explosion (e.g. gradients x 1e25) leaves the weights finite unde
 ``inf`` into its ``exp_avg_sq``. Before a checkpoint can be written everything it stores is
 checked too: the weights of both networks and their EMAs, every optimizer state tensor and the
 replay buffer (:func:`state_flags`), and the finished checkpoint dict once more on the host
-(:func:`nonfinite_entries`), so no checkpoint ever holds a non-finite value. Then :func:`handle_divergence` acts on ``train.on_divergence``: with ``"stop"`` a
+(:func:`nonfinite_entries`), so no checkpoint ever holds a non-finite value.
+
+Then :func:`handle_divergence` acts on ``train.on_divergence``: with ``"stop"`` a
 :class:`DivergenceError` names the iteration, the first non-finite term and the last good
 checkpoint; with ``"rollback"`` the run reloads the last good checkpoint, multiplies both learning
 rates by ``train.rollback_lr_factor``, reseeds its generator, and goes on, at most

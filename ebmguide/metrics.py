@@ -31,6 +31,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from ebmguide._validation import check_finite
 from ebmguide.feature_nets import (
     ShapesFeatureNet,
     factor_statistics,
@@ -39,7 +40,6 @@ from ebmguide.feature_nets import (
     train_shapes_feature_net,
 )
 from ebmguide.feature_nets import describe as describe  # importable from here as before
-from ebmguide._validation import check_finite
 from ebmguide.grid import to_uint8
 from ebmguide.guide import SimCLRGuide
 from ebmguide.ood import auroc

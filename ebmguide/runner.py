@@ -129,8 +129,7 @@ class Trainer:
         self._evaluator: Evaluator | None = None
 
     def close(self) -> None:
-        """Release the DDP wrappers (before the process group is destroyed) and the run folder's
-        lock; idempotent."""
+        """Release the DDP wrappers (before the process group goes) and the lock; idempotent."""
         if self._lock is not None:
             self._lock.release()
         release_ddp(self.train_ebm, self.train_guide)

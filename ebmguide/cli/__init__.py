@@ -2,9 +2,10 @@
 
 Each module ``ebmguide/cli/<name>.py`` listed in :data:`COMMANDS` exposes
 ``register(subparsers)``, which adds its parser and sets ``func=run`` with
-``run(args) -> int``. User errors (``ValueError``, ``TypeError``, ``OSError`` such as an unreadable or missing file,
-:class:`~ebmguide.runner.DivergenceError` and a torchrun rank that stopped answering) are printed
-as ``ebmguide: error: <message>`` with exit code 2 and no traceback, unless ``--debug`` is given.
+``run(args) -> int``. User errors (``ValueError``, ``TypeError``, ``OSError`` such as an
+unreadable or missing file, :class:`~ebmguide.runner.DivergenceError` and a torchrun rank that
+stopped answering) are printed as ``ebmguide: error: <message>`` on one line with exit code 2 and
+no traceback, unless ``--debug`` is given.
 """
 
 from __future__ import annotations

@@ -43,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def run(args: argparse.Namespace) -> int:
     """Run ``ebmguide train``."""
     from ebmguide.builders import resolve_device
+    from ebmguide.checkpoint import CheckpointManager
     from ebmguide.config import (
         apply_overrides,
         config_from_dict,
@@ -50,7 +51,6 @@ def run(args: argparse.Namespace) -> int:
         load_config,
         shipped_configs,
     )
-    from ebmguide.checkpoint import CheckpointManager
     from ebmguide.distributed import distributed_session
     from ebmguide.run_folder import RUN_ENTRIES, check_run_dir, default_run_dir
     from ebmguide.run_state import check_resume_overrides

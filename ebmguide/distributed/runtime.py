@@ -166,13 +166,17 @@ def shutdown(*wrapped: object) -> None:
 
 @contextmanager
 def distributed_session(device: str | torch.device = "auto",
-                        backend: str | None = None) -> Iterator[DistributedContext]:
+                        backend: str | None = None,
+                        timeout_s: float = 1800.0) -> Iterator[DistributedContext]:
     """:func:`init_distributed` on entry, :func:`shutdown` on exit.
+
+    ``timeout_s`` is the process group's timeout (``train.ddp_timeout_s``): a collective that
+    waits longer for a silent rank fails, and the run ends.
 
     After an error the group is destroyed without the final barrier (torchrun stops the other
     ranks when one fails). Drop (or ``shutdown(*wrappers)``) your DDP wrappers inside the block.
     """
-    ctx = init_distributed(device, backend=backend)
+    ctx = init_distributed(device, backend=backend, timeout_s=timeout_s)
     try:
         yield ctx
     except BaseException:

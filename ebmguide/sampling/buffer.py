@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from ebmguide._validation import as_device, check_int, check_number
+from ebmguide.sampling._state_checks import check_loaded_buffer
 
 __all__ = ["BufferDraw", "ReplayBuffer"]
 
@@ -163,5 +164,6 @@ class ReplayBuffer:
         if not bool(torch.isfinite(states).all()):
             raise ValueError("buffer state holds non-finite values (NaN/inf): the chains had "
                              "diverged when it was saved; load an earlier checkpoint.")
+        check_loaded_buffer(state, self.capacity)  # dtype, capacity, bounds
         self.states = states.to(self.states.device, self.states.dtype).clone()
         self.low, self.high = float(state["low"]), float(state["high"])
