@@ -141,7 +141,11 @@ def _read(name_or_path: str | Path) -> dict[str, Any]:
         if not path.is_file():
             raise FileNotFoundError(f"config file {path} does not exist; pass a path to a TOML "
                                     f"file or one of the shipped names: {shipped_configs()}.")
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise ValueError(f"config file {path} is not UTF-8 text ({err.reason} at byte "
+                             f"{err.start}): pass a TOML file.") from None
     else:
         resource = resources.files("ebmguide") / "configs" / f"{name_or_path}.toml"
         if not resource.is_file():

@@ -128,6 +128,9 @@ def run(args: argparse.Namespace) -> int:
 
         return run_conditions(args)
     # --- end conditional sampling ---
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise ValueError(f"--out {args.out} is a file: pass a folder for samples.png and the "
+                         f"tensor file.")
     x, _, _, checkpoint = draw_samples(args)
     out = args.out or checkpoint.parent.parent / f"samples-{args.protocol}"
     grid, tensor_file = save_samples(x, out, args.format)
