@@ -52,9 +52,10 @@ def run(args: argparse.Namespace) -> int:
         shipped_configs,
     )
     from ebmguide.distributed import distributed_session
+    from ebmguide.distributed.runtime import lost_rank_error
     from ebmguide.run_folder import RUN_ENTRIES, check_run_dir, default_run_dir
     from ebmguide.run_state import check_resume_overrides
-    from ebmguide.runner import Trainer, load_state
+    from ebmguide.runner import DivergenceError, Trainer, load_state
 
     if args.list:
         print("\n".join(shipped_configs()))
@@ -96,6 +97,12 @@ def run(args: argparse.Namespace) -> int:
                           dist=ctx)
         try:
             final = trainer.run(until=args.until)
+        except RuntimeError as err:  # a frozen or dead rank: one clear line, exit 2
+            lost = (None if isinstance(err, DivergenceError)
+                    else lost_rank_error(err, ctx, cfg.train.ddp_timeout_s))
+            if lost is None:
+                raise
+            raise lost from err
         finally:
             trainer.close()  # DDP released before the process group goes
     if ctx.is_main:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import gc
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -232,3 +233,30 @@ def check_world_size(saved: int, ctx: DistributedContext, source: str = "the che
             f"{source} was written by a run of {saved} process(es) but this run has "
             f"{ctx.world_size}: each rank's replay buffer, data position and random streams are "
             f"saved per rank. To resume, {how}; or start a new run in another folder.")
+
+
+class RankTimeoutError(TimeoutError):
+    """A torchrun rank stopped answering (frozen, stopped or dead) within the group's timeout."""
+
+
+_LOST = re.compile(r"timed out|timeout|connection (reset|closed)|peer|broken pipe", re.IGNORECASE)
+
+
+def lost_rank_error(err: BaseException, ctx: DistributedContext,
+                    timeout_s: float) -> RankTimeoutError | None:
+    """A clear :class:`RankTimeoutError` when ``err`` is a collective that lost another rank.
+
+    Args:
+        err: the exception a collective (or a DDP backward) raised.
+        ctx: this process's context (None is returned on one process).
+        timeout_s: the process group's timeout (``train.ddp_timeout_s``).
+    """
+    dist_error = getattr(dist, "DistError", ())
+    if not ctx.enabled or not (isinstance(err, dist_error) or _LOST.search(str(err))):
+        return None
+    first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+    return RankTimeoutError(
+        f"rank {ctx.rank} of {ctx.world_size}: another rank did not answer within "
+        f"train.ddp_timeout_s = {timeout_s:g} s (frozen, stopped or dead), so the run ends. Its "
+        f"last checkpoint is intact: resume with --resume once every rank is healthy, or raise "
+        f"--ddp-timeout for slow steps ({first}).")

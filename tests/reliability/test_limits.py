@@ -53,7 +53,7 @@ def test_config_sizes_are_bounded(override: str, key: str) -> None:
 
 
 def test_a_bound_can_be_raised_for_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(ValueError, match="sampler.n_steps"):
+    with pytest.raises(ValueError, match=r"sampler\.n_steps"):
         load_config(TINY, ["sampler.n_steps=200000"])
     monkeypatch.setenv("EBMGUIDE_LIMIT_SAMPLER_N_STEPS", "300000")
     assert bound("sampler.n_steps") == 300_000
