@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 __all__ = ["BOUNDS", "MAX_ARCHIVE_RECORDS", "MAX_TENSOR_VALUES", "bound", "check_bound",
-           "check_loaded_tensors"]
+           "check_config_bounds", "check_loaded_tensors"]
 
 BOUNDS: dict[str, int] = {
     "data.size": 1_024,  # image side in pixels

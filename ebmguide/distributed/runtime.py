@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistributedContext", "check_world_size", "distributed_session", "init_distributed",
-           "launched_by_torchrun", "local_context", "rank_generator", "rank_seed",
-           "shutdown"]
+__all__ = ["DistributedContext", "RankTimeoutError", "check_world_size", "distributed_session",
+           "init_distributed", "launched_by_torchrun", "local_context", "lost_rank_error",
+           "rank_generator", "rank_seed", "shutdown"]
 
 _TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
