@@ -22,7 +22,13 @@ import pytest
 from ebmguide.cli import main
 from ebmguide.config import load_config
 from ebmguide.logging_utils import RunLogger, read_metrics
-from ebmguide.run_folder import RunFolderError, RunLock, RunLockedError, default_run_dir
+from ebmguide.run_folder import (
+    RunFolderError,
+    RunLock,
+    RunLockedError,
+    clean_stale_temps,
+    default_run_dir,
+)
 from ebmguide.runner import Trainer
 
 TINY = Path(__file__).parents[1] / "tiny_run.toml"
@@ -102,7 +108,11 @@ def test_demo_refuses_another_run_and_keeps_foreign_files(
     before = _tree(run)
     demo = ["demo", "--out", str(run), "--iterations", "2", "--threads", "1", "--no-progress",
             "--set", "train.tensorboard=false", "--set", "eval.feature_net=\"none\"",
-            "--set", "data.n_train=64", "--set", "sampler.n_steps=1"]
+            "--set", "data.n_train=64", "--set", "sampler.n_steps=1",
+            *[a for o in ("sampler.buffer_size=64", "train.batch_size=8", "eval.n_samples=8",
+                          "eval.grid_size=4", "eval.fresh_steps=1", "model.hidden_dim=16",
+                          "guide.hidden_dim=16", "model.width=4", "guide.width=4")
+              for a in ("--set", o)]]
     assert main(demo) == 2
     err = capsys.readouterr().err
     assert "ebmguide demo did not write" in err and "--overwrite" in err
@@ -206,32 +216,67 @@ def test_sigkill_during_the_first_checkpoint_write_then_resume_and_restart(
 
 
 TRUNCATE = """
-import sys
+import resource, signal, sys
 from ebmguide.logging_utils import RunLogger
+if len(sys.argv) > 3:  # the kernel kills the process (SIGXFSZ) once it writes past this size
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it by default
+    resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[3]), int(sys.argv[3])))
 print("start", flush=True)
 RunLogger(sys.argv[1], tensorboard=False, resume_iteration=int(sys.argv[2])).close()
 print("done", flush=True)
 """
 
 
+def _truncate(run: Path, kill_after: float | None) -> tuple[bool, float]:
+    """Run the resume-time truncation in a child; SIGKILL it ``kill_after`` s after it starts.
+
+    Returns whether it finished and how long it ran.
+    """
+    proc = subprocess.Popen([sys.executable, "-c", TRUNCATE, str(run), "50000"],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "start"
+    start = time.perf_counter()
+    if kill_after is None:  # time the rewrite itself, not the interpreter's exit
+        done = proc.stdout.readline().strip() == "done"
+        took = time.perf_counter() - start
+        proc.wait()
+        return done, took
+    time.sleep(kill_after)
+    proc.kill()
+    return "done" in proc.communicate()[0], kill_after
+
+
 def test_sigkill_during_the_metrics_truncation_never_empties_the_file(tmp_path: Path) -> None:
+    """Kills spread over the whole rewrite (reading, writing, renaming): each leaves the complete
+    old file or the complete new one (the in-place rewrite of before left a truncated file)."""
     run = tmp_path / "run"
     run.mkdir()
-    lines = [json.dumps({"kind": "train", "iteration": i, "loss": i / 3}) for i in range(300_000)]
+    lines = [json.dumps({"kind": "train", "iteration": i, "loss": i / 3}) for i in range(100_000)]
     text = "\n".join(lines) + "\n"
+    (run / "metrics.jsonl").write_text(text)
+    finished, duration = _truncate(run, None)
+    assert finished and len(read_metrics(run / "metrics.jsonl")) == 50_001
     killed = 0
-    for delay in (0.05, 0.15, 0.3, 0.5, 0.8):
+    for fraction in (0.5, 0.9):
         (run / "metrics.jsonl").write_text(text)
-        proc = subprocess.Popen([sys.executable, "-c", TRUNCATE, str(run), "150000"],
-                                stdout=subprocess.PIPE, text=True)
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "start"
-        time.sleep(delay)
-        proc.kill()
-        out = proc.communicate()[0]
-        killed += "done" not in out
+        finished, _ = _truncate(run, fraction * duration)
+        killed += not finished
         records = read_metrics(run / "metrics.jsonl")
-        assert len(records) in (300_000, 150_001), len(records)  # the old file or the new one
-    assert killed >= 1  # at least one kill landed inside the rewrite
+        assert len(records) in (100_000, 50_001), (fraction, len(records))
+        assert not [p for p in run.iterdir() if p.name != "metrics.jsonl" and
+                    not p.name.startswith(".metrics.jsonl.")], list(run.iterdir())
+    assert killed >= 1  # a kill landed inside the rewrite
+    # Kills at exact points of the writing itself: the process dies when it has written 0.1, 0.5,
+    # 1 and 2 MB of the 2.6 MB it keeps (an in-place rewrite would leave that much of the file).
+    for limit in (100_000, 500_000, 1_000_000, 2_000_000):
+        (run / "metrics.jsonl").write_text(text)
+        proc = subprocess.run([sys.executable, "-c", TRUNCATE, str(run), "50000", str(limit)],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == -signal.SIGXFSZ, proc.stderr[-2000:]
+        killed += 1
+        assert len(read_metrics(run / "metrics.jsonl")) == 100_000, limit
+    assert len(clean_stale_temps(run)) >= 5  # what a Trainer does first, under the run's lock
+    assert [p.name for p in run.iterdir()] == ["metrics.jsonl"]
     RunLogger(run, tensorboard=False, resume_iteration=10).close()
     assert [r["iteration"] for r in read_metrics(run / "metrics.jsonl")] == list(range(11))
 
