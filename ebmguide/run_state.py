@@ -28,7 +28,7 @@ _OPTIMIZERS = ("ebm", "guide", "ebm_scheduler", "guide_scheduler")
 _ENTRIES = ("iteration", "config", "ebm", "guide", "ebm_ema", "guide_ema", "optimizers",
             "sampler", "data", "rng")
 
-STRUCTURAL = ("data.name", "data.path", "data.size", "data.n_train", "data.toy", "model.backbone",
+STRUCTURAL = ("data.name", "data.size", "data.n_train", "data.toy", "model.backbone",
               "model.width", "model.latent_dim", "model.hidden_dim", "model.spectral_norm",
               "guide.encoder", "guide.width", "guide.hidden_dim", "sampler.buffer_size",
               "train.batch_size")

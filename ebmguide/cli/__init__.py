@@ -59,6 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         message = " ".join(str(err).split())  # one line, whatever the exception's text
+        if isinstance(err, OSError) and err.filename is not None and err.strerror:
+            message = (f"cannot use {err.filename}: {err.strerror}; check the path, that it is "
+                       f"a file (not a folder) and that you may read (or write) it.")
         print(f"ebmguide: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
