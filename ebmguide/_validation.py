@@ -9,8 +9,18 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["as_device", "check_int", "check_number", "check_range_pair", "check_tensor",
-           "module_device"]
+__all__ = [
+    "as_device",
+    "check_batch_fits",
+    "check_finite",
+    "check_generator",
+    "check_int",
+    "check_number",
+    "check_range_pair",
+    "check_shape",
+    "check_tensor",
+    "module_device",
+]
 
 
 def check_number(name: str, value: Any, *, low: float | None = None, strict: bool = False,
@@ -84,3 +94,61 @@ def as_device(device: Any) -> torch.device:
     except (RuntimeError, ValueError) as err:
         raise ValueError(f"device {device!r} is not a torch device; use 'cpu', 'cuda' or "
                          f"'cuda:<index>'.") from err
+
+
+def check_finite(name: str, x: Tensor) -> None:
+    """Refuse a tensor holding NaN or inf: such samples must never become numbers or pixels.
+
+    Args:
+        name: where the values come from, for the message (e.g. "samples of ebmguide sample").
+        x: the values.
+
+    Raises:
+        ValueError: naming how many values (and samples) are not finite.
+    """
+    if not (x.is_floating_point() or x.is_complex()) or x.numel() == 0:
+        return
+    bad = ~x.isfinite()
+    count = int(bad.sum())  # one host sync
+    if count:
+        rows = int(bad.reshape(len(x), -1).any(dim=1).sum()) if x.dim() > 1 else count
+        raise ValueError(f"{name}: {count:,} of {x.numel():,} values ({rows:,} of {len(x):,} "
+                         f"samples) are NaN or infinite; they are never turned into numbers or "
+                         f"pixels. They come from a diverged model or sampler: use an earlier "
+                         f"checkpoint, fewer SGLD steps or a smaller step size.")
+
+
+def check_generator(name: str, generator: Any) -> None:
+    """``TypeError`` unless ``generator`` is None or a ``torch.Generator``."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"{name} must be a torch.Generator or None, got "
+                        f"{type(generator).__name__} ({generator!r}); pass "
+                        f"torch.Generator().manual_seed(seed), not the seed itself.")
+
+
+def check_shape(name: str, shape: Any) -> tuple[int, ...]:
+    """A sample shape as ints; ``ValueError`` for fractions, zeros, negatives or no entries."""
+    if (isinstance(shape, (str, bytes)) or not isinstance(shape, (tuple, list, torch.Size))
+            or not shape or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool)
+                                    and int(s) >= 1 for s in shape)):
+        raise ValueError(f"{name} must be a non-empty sequence of positive ints such as "
+                         f"(3, 32, 32), got {shape!r}.")
+    return tuple(int(s) for s in shape)
+
+
+def check_batch_fits(x: Tensor, sampler: object, ebm: object) -> None:
+    """Refuse real data that do not match the sampler's shape or the EBM's dtype.
+
+    Raises ``ValueError`` (shape) or ``TypeError`` (dtype): torch would fail deep inside a layer
+    with "Sizes of tensors must match" or a dtype mismatch.
+    """
+    shape = getattr(sampler, "shape", None)
+    if isinstance(shape, tuple) and tuple(x.shape[1:]) != shape:
+        raise ValueError(f"x holds samples of shape {tuple(x.shape[1:])} but the sampler draws "
+                         f"{shape}; resize the data or build the sampler with shape="
+                         f"{tuple(x.shape[1:])} (config: data.size).")
+    params = getattr(ebm, "parameters", None)
+    first = next(iter(params()), None) if callable(params) else None
+    if isinstance(first, Tensor) and first.is_floating_point() and x.dtype != first.dtype:
+        raise TypeError(f"x is {x.dtype} but the ebm's parameters are {first.dtype}; convert the "
+                        f"data with x.to({first.dtype}) (or the networks with .to(dtype)).")

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from ebmguide._payload import check_state
+from ebmguide.limits import MAX_ARCHIVE_RECORDS, check_loaded_tensors
 
 __all__ = [
     "CheckpointError",
@@ -148,11 +149,33 @@ def _check_header(path: Path) -> None:
                               f"container). Pass a .pt file written by ebmguide.")
 
 
-def _verify_zip(path: Path) -> None:
-    """Check the zip container and every record's CRC-32 (raises CheckpointError)."""
+def _check_records(path: Path, archive: zipfile.ZipFile) -> None:
+    """Refuse archives torch.save never writes, before reading any record (caps the load time).
+
+    torch.save stores its records uncompressed, one per tensor storage: a compressed record (a
+    2 MB file can inflate to gigabytes), records larger than the file, or a huge record count
+    mean a crafted file, refused without decompressing anything.
+    """
+    infos = archive.infolist()
+    size = path.stat().st_size
+    if len(infos) > MAX_ARCHIVE_RECORDS:
+        raise CheckpointError(f"checkpoint {path} holds {len(infos):,} records (at most "
+                              f"{MAX_ARCHIVE_RECORDS:,}): not a file written by ebmguide.")
+    for info in infos:
+        if info.compress_type != zipfile.ZIP_STORED or info.file_size > size:
+            raise CheckpointError(
+                f"checkpoint {path}: record {info.filename!r} is compressed or larger than the "
+                f"file ({info.file_size:,} bytes from {info.compress_size:,}); torch.save never "
+                f"writes such records: the file was crafted or damaged. Use a checkpoint written "
+                f"by ebmguide.")
+
+
+def _verify_zip(path: Path, *, crc: bool = True) -> None:
+    """Check the zip container, its records and (``crc``) every record's CRC-32."""
     try:
         with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
+            _check_records(path, archive)
+            bad = archive.testzip() if crc else None
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({err}). Use an older "
                               f"checkpoint of the run.") from err
@@ -187,8 +210,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.d
     if not p.is_file():
         raise FileNotFoundError(f"no checkpoint file at {p}: check the path.")
     _check_header(p)
-    if verify:
-        _verify_zip(p)
+    _verify_zip(p, crc=verify)
     try:
         state = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
@@ -205,6 +227,10 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.d
     if not isinstance(state, dict):
         raise CheckpointError(f"{p} holds a {type(state).__name__}, not a checkpoint dict. Pass a "
                               f"file written by ebmguide.save_checkpoint.")
+    try:
+        check_loaded_tensors(state, f"checkpoint {p}")  # no stride-0 expansion into gigabytes
+    except ValueError as err:
+        raise CheckpointError(str(err)) from None
     return state
 
 

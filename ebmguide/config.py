@@ -141,7 +141,11 @@ def _read(name_or_path: str | Path) -> dict[str, Any]:
         if not path.is_file():
             raise FileNotFoundError(f"config file {path} does not exist; pass a path to a TOML "
                                     f"file or one of the shipped names: {shipped_configs()}.")
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise ValueError(f"config file {path} is not UTF-8 text ({err.reason} at byte "
+                             f"{err.start}): pass a TOML file.") from None
     else:
         resource = resources.files("ebmguide") / "configs" / f"{name_or_path}.toml"
         if not resource.is_file():
@@ -196,7 +200,12 @@ def load_config(name_or_path: str | Path, overrides: Sequence[str] = ()) -> RunC
         ValueError: unknown recipe, invalid TOML, unknown key, or bad value (the message names it).
         FileNotFoundError: a path that does not exist.
     """
-    return config_from_dict(apply_overrides(_read(name_or_path), overrides))
+    data = _read(name_or_path)
+    if not data:
+        raise ValueError(f"config {name_or_path} is empty: every setting would be a default (a "
+                         f"100,000-iteration run). Start from a recipe: ebmguide train --config "
+                         f"demo --print-config > my_run.toml, then edit it.")
+    return config_from_dict(apply_overrides(data, overrides))
 
 
 def _toml_value(value: Any) -> str:

@@ -17,6 +17,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ebmguide.limits import check_config_bounds
+
 __all__ = [
     "DataConfig", "EMAConfig", "EvalConfig", "GuideConfig", "LossConfig", "ModelConfig",
     "OptimConfig", "RunConfig", "SamplerConfig", "TrainConfig",
@@ -122,6 +124,12 @@ class TrainConfig:
     on_divergence: Literal["stop", "rollback"] = "stop"
     max_rollbacks: int = 3
     rollback_lr_factor: float = 0.5
+    # the divergence guard stops (or rolls back) an iteration whose gradient norm, per optimizer,
+    # exceeds this: far above healthy CLEL norms (1e-3 to 1e2), far below where Adam's squared
+    # gradients overflow float32 (|g| ~ 1.8e19). 0 checks finiteness only.
+    max_grad_norm: float = 1e8
+    # torchrun: how long a collective waits for a silent rank before the run fails (seconds)
+    ddp_timeout_s: float = 1800.0
     tensorboard: bool = True  # also log to TensorBoard when torch.utils.tensorboard imports
 
 
@@ -162,6 +170,7 @@ _POSITIVE = {"data.size", "data.n_train", "model.width", "model.latent_dim", "mo
              "sampler.step_size", "optim.ebm_lr", "optim.guide_lr", "ema.half_life_images",
              "train.iterations", "train.batch_size", "train.log_every", "train.sample_every",
              "train.checkpoint_every", "train.keep_checkpoints", "train.rollback_lr_factor",
+             "train.ddp_timeout_s",
              "eval.n_samples", "eval.grid_size"}
 _PROBABILITY = {"sampler.reinit_prob"}
 
@@ -194,6 +203,8 @@ def _check_ranges(cfg: RunConfig) -> None:
                          f"({cfg.sampler.buffer_size}); enlarge the buffer.")
     if not cfg.train.rollback_lr_factor <= 1:
         raise ValueError("train.rollback_lr_factor must lie in (0, 1].")
+    flat["data.name"] = cfg.data.name
+    check_config_bounds(flat)  # sizes and step counts, before anything is allocated
 
 
 _SECTIONS: dict[str, type[Any]] = {

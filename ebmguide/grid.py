@@ -10,15 +10,27 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ebmguide._validation import check_finite
+
 __all__ = ["image_grid", "save_panels", "to_uint8"]
 
 _GAP = 6  # pixels between panels and between tiles
 _HEADER = 14  # height of a panel's title line
 
 
-def to_uint8(images: Tensor) -> Tensor:
-    """Images in [0, 1] to uint8 by floor(x · 256), clamped to 255 (the paper's quantization)."""
-    return (images.detach().float().cpu() * 256).floor().clamp(0, 255).to(torch.uint8)
+def to_uint8(images: Tensor, what: str = "images") -> Tensor:
+    """Images in [0, 1] to uint8 by floor(x · 256), clamped to 255 (the paper's quantization).
+
+    Args:
+        images: floating images.
+        what: where they come from, named by the error.
+
+    Raises:
+        ValueError: ``images`` hold NaN or inf (never quantized to black or white pixels).
+    """
+    x = images.detach().float().cpu()
+    check_finite(what, x)
+    return (x * 256).floor().clamp(0, 255).to(torch.uint8)
 
 
 def image_grid(images: Tensor, *, nrow: int | None = None, scale: int = 1) -> np.ndarray:
@@ -28,7 +40,7 @@ def image_grid(images: Tensor, *, nrow: int | None = None, scale: int = 1) -> np
     """
     if images.dim() != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"images must be (N, 1 or 3, H, W), got {tuple(images.shape)}.")
-    x = to_uint8(images)
+    x = to_uint8(images, "images of a grid")
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)
     n, _, h, w = x.shape
@@ -48,7 +60,7 @@ def _scatter(points: Tensor, size: int, bounds: tuple[float, float]) -> np.ndarr
     canvas = np.full((size, size, 3), 255, dtype=np.uint8)
     low, high = bounds
     p = points.detach().float().cpu()
-    p = p[torch.isfinite(p).all(dim=1)]
+    check_finite("points of a scatter plot", p)
     ij = ((p - low) / (high - low) * (size - 1)).round().long()
     inside = ((ij >= 0) & (ij < size)).all(dim=1)
     cols, rows = ij[inside].numpy().T
@@ -77,7 +89,8 @@ def save_panels(panels: Sequence[tuple[str, Tensor]], path: str | Path, *, scale
     from PIL import Image, ImageDraw
 
     arrays = []
-    for _, samples in panels:
+    for title, samples in panels:
+        check_finite(f"panel {title!r} of {Path(path).name}", samples.detach())
         if samples.dim() == 2 and samples.shape[1] == 2:
             arrays.append(_scatter(samples, 256, bounds))
         else:

@@ -148,6 +148,9 @@ class SimCLRGuide(nn.Module):
         if x.dim() < 2 or x.shape[0] < 2:
             raise ValueError(f"contrastive learning needs a batch (B, *shape) with B >= 2, got "
                              f"shape {tuple(x.shape)}.")
+        if not bool(x.isfinite().all()):  # one host sync; a NaN loss would hide the cause
+            raise ValueError(f"x holds {int((~x.isfinite()).sum())} non-finite values (NaN/inf): "
+                             f"check the data pipeline; the contrastive loss would be NaN.")
         views = apply_augment(self.augmentation(x), torch.cat([x, x]), generator)
         z1, z2 = self.embed(views).chunk(2)
         negatives = extra_negatives.detach() if extra_negatives is not None else None

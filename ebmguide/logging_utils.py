@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunLogger", "read_metrics"]
+from ebmguide.run_folder import open_append
+
+__all__ = ["RunLogger", "read_metrics", "truncate_metrics"]
 
 
 def _plain(value: Any) -> Any:
@@ -28,7 +32,12 @@ class RunLogger:
         tensorboard: also write TensorBoard events to ``<run>/tensorboard`` when the optional
             dependency (``pip install tensorboard``) is importable.
         resume_iteration: on resume, records after this iteration (written by the interrupted
-            run after its last checkpoint) are dropped first, so the file has no duplicates.
+            run after its last checkpoint) are dropped first, so the file has no duplicates. The
+            kept records go to a new file that is renamed over the old one
+            (:func:`truncate_metrics`): a kill at any moment leaves the old or the new file.
+
+    The file is only ever appended to, through a descriptor opened with ``O_NOFOLLOW``: a
+    symlinked ``metrics.jsonl`` is refused, never written through.
     """
 
     def __init__(self, run_dir: str | Path, *, tensorboard: bool = True,
@@ -36,9 +45,8 @@ class RunLogger:
         self.path = Path(run_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_iteration is not None and self.path.exists():
-            kept = [r for r in read_metrics(self.path) if r.get("iteration", 0) <= resume_iteration]
-            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
-        self._file = self.path.open("a", encoding="utf-8")
+            truncate_metrics(self.path, resume_iteration)
+        self._file = os.fdopen(open_append(self.path), "a", encoding="utf-8")
         self._writer: Any = None
         if tensorboard:
             try:
@@ -68,6 +76,39 @@ class RunLogger:
         self._file.close()
         if self._writer is not None:
             self._writer.close()
+
+
+def truncate_metrics(path: str | Path, iteration: int) -> int:
+    """Drop the records of ``path`` after ``iteration`` (and torn lines); returns how many are kept.
+
+    The kept lines are streamed into a temporary file beside ``path``, which is flushed,
+    ``fsync``-ed and renamed over ``path`` with :func:`os.replace`: a process killed at any moment
+    leaves either the complete old file or the complete new one, never an emptied file.
+    """
+    src = Path(path)
+    if src.is_symlink():
+        raise ValueError(f"{src} is a symbolic link: a run never writes through links. Remove it, "
+                         f"or pick another folder with --out.")
+    fd, tmp = tempfile.mkstemp(prefix=f".{src.name}.", suffix=".tmp", dir=src.parent)
+    kept = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out, src.open(encoding="utf-8") as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a torn last line, from a crash
+                if isinstance(record, dict) and record.get("iteration", 0) <= iteration:
+                    out.write(line if line.endswith("\n") else line + "\n")
+                    kept += 1
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, src)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return kept
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:

@@ -88,6 +88,10 @@ def nt_xent(
         )
     check_number("temperature", temperature, low=0.0, strict=True)
     b = z1.shape[0]
+    if b < 2 and (extra_negatives is None or len(extra_negatives) == 0):
+        raise ValueError(f"nt_xent needs B >= 2 pairs (or extra_negatives), got B = {b}: with "
+                         f"one pair there is no negative and the loss is a meaningless 0. Use a "
+                         f"batch of at least 2.")
     anchors = F.normalize(torch.cat([z1, z2]), dim=1)
     logits = anchors @ anchors.T / temperature
     logits = logits.masked_fill(torch.eye(2 * b, dtype=torch.bool, device=logits.device),

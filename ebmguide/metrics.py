@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from ebmguide._validation import check_finite
 from ebmguide.feature_nets import (
     ShapesFeatureNet,
     check_not_guide,
@@ -204,8 +205,9 @@ class FrechetScorer:
 
 def _quantize(x: Tensor, net: nn.Module) -> Tensor:
     if x.dim() != 4:
+        check_finite("samples to score", x)
         return x.float()
-    q = to_uint8(x)
+    q = to_uint8(x, "samples to score")
     return q if getattr(net, "wants_uint8", False) else q.float() / 255
 
 

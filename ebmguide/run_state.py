@@ -17,12 +17,58 @@ from typing import Any
 
 from ebmguide.builders import Components
 from ebmguide.checkpoint import CheckpointManager, load_checkpoint
-from ebmguide.config import RunConfig, apply_overrides, config_from_dict
+from ebmguide.config import RunConfig, apply_overrides, config_from_dict, config_to_dict
+from ebmguide.divergence import nonfinite_entries
 
-__all__ = ["components_state", "find_checkpoint", "load_components_state", "load_run",
+__all__ = ["STRUCTURAL", "check_resume_overrides", "check_training_checkpoint",
+           "components_state", "find_checkpoint", "load_components_state", "load_run",
            "load_state"]
 
 _OPTIMIZERS = ("ebm", "guide", "ebm_scheduler", "guide_scheduler")
+_ENTRIES = ("iteration", "config", "ebm", "guide", "ebm_ema", "guide_ema", "optimizers",
+            "sampler", "data", "rng")
+
+STRUCTURAL = ("data.name", "data.size", "data.n_train", "data.toy", "model.backbone",
+              "model.width", "model.latent_dim", "model.hidden_dim", "model.spectral_norm",
+              "guide.encoder", "guide.width", "guide.hidden_dim", "sampler.buffer_size",
+              "train.batch_size")
+"""Settings a checkpoint fixes (network shapes, data, buffer size): ``--resume`` keeps them."""
+
+
+def check_resume_overrides(saved: Mapping[str, Any], cfg: RunConfig) -> None:
+    """Refuse a resumed configuration that changes a :data:`STRUCTURAL` setting.
+
+    Args:
+        saved: the checkpoint's ``"config"`` entry.
+        cfg: the configuration with the ``--set`` overrides applied.
+
+    Raises:
+        ValueError: naming the first changed setting, its saved and its new value.
+    """
+    new = config_to_dict(cfg)
+    for key in STRUCTURAL:
+        section, name = key.split(".")
+        before, after = saved.get(section, {}).get(name), new[section][name]
+        if before is not None and before != after:
+            raise ValueError(f"{key} is fixed by the checkpoint ({before!r}); --resume cannot "
+                             f"change it to {after!r}. Drop --set {key}=..., or start a new run "
+                             f"with --config and --out.")
+
+
+def check_training_checkpoint(state: Mapping[str, Any], source: object) -> None:
+    """Refuse a checkpoint that lacks entries or holds NaN/inf (raises ``ValueError``)."""
+    if state.get("format") != "ebmguide-checkpoint":
+        raise ValueError(f"{source} is not an ebmguide training checkpoint.")
+    missing = [k for k in _ENTRIES if k not in state]
+    if missing:
+        raise ValueError(f"checkpoint {source} lacks the entries {missing}: it is not a complete "
+                         f"ebmguide training checkpoint. Use a checkpoint written by ebmguide "
+                         f"train.")
+    bad = nonfinite_entries(state)
+    if bad:
+        raise ValueError(f"checkpoint {source} holds non-finite values ({'; '.join(bad[:4])}"
+                         f"{' ...' if len(bad) > 4 else ''}): it was written by a run that "
+                         f"diverged. Use an older checkpoint of that run.")
 
 
 def components_state(parts: Components) -> dict[str, Any]:
@@ -87,11 +133,12 @@ def load_state(path: str | Path) -> tuple[dict[str, Any], Path]:
         loaded = CheckpointManager(folder).load_latest()
         if loaded is None:
             raise FileNotFoundError(f"no checkpoint at {p}: pass a checkpoint file or a run "
-                                    f"folder holding checkpoints/ckpt-*.pt.")
+                                    f"folder holding checkpoints/ckpt-*.pt (a hidden .tmp file "
+                                    f"left by a killed first save is not one).")
+        check_training_checkpoint(*loaded)
         return loaded
     state = load_checkpoint(p)
-    if state.get("format") != "ebmguide-checkpoint":
-        raise ValueError(f"{p} is not an ebmguide training checkpoint.")
+    check_training_checkpoint(state, p)
     return state, p
 
 

@@ -50,15 +50,18 @@ from ebmguide.distributed.trainer import (
 from ebmguide.divergence import CHECK_ORDER as CHECK_ORDER  # importable from here as before
 from ebmguide.divergence import (
     DivergenceError,
+    GradientNormCheck,
     first_nonfinite,
     handle_divergence,
-    parameters_flag,
+    nonfinite_entries,
+    state_flags,
 )
 from ebmguide.ema import update_ema
 from ebmguide.energy import SphericalEBM
 from ebmguide.evaluation import Evaluator, fresh_chains
 from ebmguide.grid import save_panels
 from ebmguide.logging_utils import RunLogger
+from ebmguide.run_folder import RunLock, checked_path, open_run_folder, write_text_atomic
 from ebmguide.run_state import (
     components_state,
     find_checkpoint,
@@ -75,6 +78,8 @@ from ebmguide.sampling.diagnostics import (
 from ebmguide.training import clel_step
 
 __all__ = ["DivergenceError", "Trainer", "find_checkpoint", "load_run", "load_state"]
+
+_FLAGS = ("samples", "gradients", "parameters", "ema", "optimizer", "buffer")  # guard-only terms
 
 
 class Trainer:
@@ -113,11 +118,15 @@ class Trainer:
         self.last: dict[str, float] = {}
         self.manager = rank_zero_checkpoints(CheckpointManager(
             self.run_dir / "checkpoints", keep=cfg.train.keep_checkpoints), self.dist)
+        self._grad_check = GradientNormCheck((self.parts.optimizers.ebm,
+                                              self.parts.optimizers.guide), cfg.train.max_grad_norm)
         if resume is not None:
             self.load_state_dict(load_state(resume)[0])
+        self._lock: RunLock | None = None
         if self.dist.is_main:  # distributed: rank 0 alone writes files and logs
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.toml").write_text(dumps_toml(cfg), encoding="utf-8")
+            # no symlinks, one writer (an OS lock naming its pid), stale temp files removed
+            self._lock = open_run_folder(self.run_dir)
+            write_text_atomic(checked_path(self.run_dir, "config.toml"), dumps_toml(cfg))
         self.logger: RunLogger | NullLogger = NullLogger()
         if self.dist.is_main:
             self.logger = RunLogger(self.run_dir, tensorboard=cfg.train.tensorboard,
@@ -131,7 +140,9 @@ class Trainer:
         self._warned: set[str] = set()
 
     def close(self) -> None:
-        """Release the DDP wrappers (before the process group is destroyed); idempotent."""
+        """Release the DDP wrappers (before the process group goes) and the lock; idempotent."""
+        if self._lock is not None:
+            self._lock.release()
         release_ddp(self.train_ebm, self.train_guide)
         self.train_ebm, self.train_guide = self.parts.ebm, self.parts.guide
 
@@ -163,8 +174,19 @@ class Trainer:
         self.last = dict(state.get("metrics", {}))
 
     def save_checkpoint(self) -> Path:
-        """Write a checkpoint of the current state (atomically)."""
-        return self.manager.save(self.state_dict(), self.iteration)
+        """Write a checkpoint of the current state (atomically); never one holding NaN or inf.
+
+        Raises:
+            DivergenceError: the state holds a non-finite value (nothing is written).
+        """
+        state = self.state_dict()
+        bad = nonfinite_entries(state) if self.dist.is_main else []
+        if bad:
+            latest = self.manager.checkpoints()
+            raise DivergenceError(self.iteration, bad[0].split(":")[0],
+                                  latest[-1] if latest else None,
+                                  f" ({'; '.join(bad[:4])} values are NaN/inf; not saved)")
+        return self.manager.save(state, self.iteration)
 
     # -- the loop ----------------------------------------------------------------------------
     def step(self) -> dict[str, Tensor]:
@@ -180,6 +202,7 @@ class Trainer:
         all_finite = out.sampling.finite.all() & out.samples.isfinite().all()
         terms = dict(out.terms)
         terms["samples"] = torch.where(all_finite, 0.0, float("nan"))  # NaN flags a bad chain
+        terms["gradients"] = self._grad_check.flag()  # NaN: a norm above train.max_grad_norm
         self._movement += movement_summary(out.sampling).to(self._movement)
         self._movement_count += 1
         return terms
@@ -188,8 +211,18 @@ class Trainer:
         """Train up to ``until`` (default: ``train.iterations``); returns the final evaluation.
 
         A checkpoint is written every ``train.checkpoint_every`` iterations and at the end.
-        Stopping early (``until`` below the total) and resuming gives the same result.
+        Stopping early (``until`` below the total) and resuming gives the same result. The run
+        folder's lock is held while it runs.
         """
+        if self._lock is not None:
+            self._lock.acquire()
+        try:
+            return self._run(until)
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+
+    def _run(self, until: int | None) -> dict[str, float]:
         t = self.cfg.train
         end = t.iterations if until is None else min(until, t.iterations)
         if t.on_divergence == "rollback" and not self.manager.checkpoints():
@@ -206,7 +239,8 @@ class Trainer:
                 if (self.iteration + 1) % t.checkpoint_every == 0 or self.iteration + 1 == end:
                     # A NaN gradient under a finite loss poisons the weights with no term to
                     # show it: check them before any checkpoint can be written.
-                    terms["parameters"] = parameters_flag((self.parts.ebm, self.parts.guide))
+                    # Everything a checkpoint stores (networks, EMAs, optimizer states, buffer).
+                    terms.update(state_flags(self.parts))
                 bad = first_nonfinite(terms)
                 if bad is not None:
                     handle_divergence(self, bad)
@@ -253,7 +287,7 @@ class Trainer:
 
     def _log_terms(self, terms: dict[str, Tensor], rate: float, bar: Any) -> None:
         averaged = reduce_mean(terms)  # distributed: global-batch means (collective)
-        values = {k: float(averaged[k]) for k in terms if k not in ("samples", "parameters")}
+        values = {k: float(averaged[k]) for k in terms if k not in _FLAGS}
         values["energy_gap"] = values["energy_fake"] - values["energy_real"]
         values["lr_ebm"] = self.parts.optimizers.ebm.param_groups[0]["lr"]
         values["lr_guide"] = self.parts.optimizers.guide.param_groups[0]["lr"]
@@ -333,4 +367,5 @@ class Trainer:
         data = self.data.held_out(fresh)
         panels = [("data", data), ("replay buffer", self.parts.sampler.buffer.states[:fresh]),
                   ("fresh chains (EMA)", self._fresh(fresh))]
-        return save_panels(panels, self.run_dir / "samples" / f"iter-{self.iteration:08d}.png")
+        return save_panels(panels, checked_path(self.run_dir,
+                                                f"samples/iter-{self.iteration:08d}.png"))

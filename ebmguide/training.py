@@ -10,7 +10,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from ebmguide._validation import check_tensor, module_device
+from ebmguide._validation import check_batch_fits, check_generator, check_tensor, module_device
 from ebmguide.losses import CLELLoss
 from ebmguide.protocols import (
     ContrastiveGuide,
@@ -174,6 +174,8 @@ def clel_step(
     check_tensor("x", x, floating=True)
     if x.dim() < 2 or x.shape[0] < 2:
         raise ValueError(f"x must be a batch (B, *shape) with B >= 2, got {tuple(x.shape)}.")
+    check_generator("generator", generator)
+    check_batch_fits(x, sampler, ebm)
     _check_devices(ebm, guide, sampler, x, generator)
     _check_data_range(x, getattr(sampler, "clamp", None))
     loss_fn = CLELLoss() if loss_fn is None else loss_fn

@@ -2,9 +2,10 @@
 
 Each module ``ebmguide/cli/<name>.py`` listed in :data:`COMMANDS` exposes
 ``register(subparsers)``, which adds its parser and sets ``func=run`` with
-``run(args) -> int``. User errors (``ValueError``, ``TypeError``, ``FileNotFoundError`` and
-:class:`~ebmguide.runner.DivergenceError`) are printed as ``ebmguide: error: <message>`` with exit
-code 2 and no traceback, unless ``--debug`` is given.
+``run(args) -> int``. User errors (``ValueError``, ``TypeError``, ``OSError`` such as an
+unreadable or missing file, :class:`~ebmguide.runner.DivergenceError` and a torchrun rank that
+stopped answering) are printed as ``ebmguide: error: <message>`` on one line with exit code 2 and
+no traceback, unless ``--debug`` is given.
 """
 
 from __future__ import annotations
@@ -54,10 +55,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         code: int = args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, ImportError, DivergenceError) as err:
+    except (ValueError, TypeError, OSError, ImportError, DivergenceError) as err:
         if args.debug:
             raise
-        print(f"ebmguide: error: {err}", file=sys.stderr)
+        message = " ".join(str(err).split())  # one line, whatever the exception's text
+        if isinstance(err, OSError) and err.filename is not None and err.strerror:
+            message = (f"cannot use {err.filename}: {err.strerror}; check the path, that it is "
+                       f"a file (not a folder) and that you may read (or write) it.")
+        print(f"ebmguide: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ebmguide: interrupted", file=sys.stderr)

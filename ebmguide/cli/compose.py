@@ -260,6 +260,14 @@ def _composition(args: argparse.Namespace, ctx: ConditionContext) -> list[tuple[
     return [*rows, (label, terms)]
 
 
+def _check_rows(rows: Sequence[tuple[str, Any]], command: str) -> None:
+    """Refuse NaN/inf samples before anything is written (never black pixels)."""
+    from ebmguide._validation import check_finite
+
+    for name, x in rows:
+        check_finite(f"samples of {name!r} drawn by {command}", x)
+
+
 def run_conditions(args: argparse.Namespace) -> int:
     """``ebmguide sample --condition ...``: one row of ``--n`` samples per condition."""
     import numpy as np
@@ -275,6 +283,7 @@ def run_conditions(args: argparse.Namespace) -> int:
                        n=args.n, beta=args.beta, steps=args.steps, seed=args.seed,
                        init=args.init)
     out = args.out or ctx.checkpoint.parent.parent / "samples-conditional"
+    _check_rows(rows, "ebmguide sample --condition")
     grid = save_rows(rows, out / "conditional.png")
     tensors = out / "conditional.npz"
     np.savez_compressed(tensors, images=np.stack([to_uint8(x).numpy() for _, x in rows]),
@@ -296,6 +305,7 @@ def run(args: argparse.Namespace) -> int:
     rows = sample_rows(ctx, _composition(args, ctx), n=args.n, beta=args.beta, steps=args.steps,
                        seed=args.seed, init=args.init)
     out = args.output or ctx.checkpoint.parent.parent / "compose.png"
+    _check_rows(rows, "ebmguide compose")
     save_rows(rows, out)
     tensors = out.with_suffix(".npz")
     np.savez_compressed(tensors, images=to_uint8(rows[-1][1]).numpy())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from pathlib import Path
 
@@ -24,7 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p = subparsers.add_parser("demo", help="train CLEL on the embedded data (CPU, ~5 minutes)",
                               description=DESCRIPTION)
     p.add_argument("--out", type=Path, default=Path("runs/demo"), metavar="DIR",
-                   help="run folder (default: runs/demo; an existing demo run there is replaced)")
+                   help="run folder (default: runs/demo; an earlier demo run there is replaced, "
+                        "any other run is refused)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run files (checkpoints, samples, metrics, config) of "
+                        "another run in --out; other files are never touched")
     p.add_argument("--iterations", type=int, metavar="N",
                    help="training iterations (default: the recipe's)")
     p.add_argument("--threads", type=int, metavar="N",
@@ -35,16 +40,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.set_defaults(func=run)
 
 
-def _clear_previous(run_dir: Path) -> None:
-    """Remove the files of an earlier demo run in ``run_dir`` (only the ones a run writes)."""
-    for sub in ("checkpoints", "samples", "tensorboard"):
-        folder = run_dir / sub
-        if folder.is_dir():
-            for f in folder.iterdir():
-                if f.is_file():
-                    f.unlink()
-    for name in ("metrics.jsonl", "config.toml"):
-        (run_dir / name).unlink(missing_ok=True)
+MARKER = ".ebmguide-demo"
+"""Written into a folder the demo creates: only such a folder is replaced without --overwrite."""
+
+# The files a run writes, by folder: nothing else is ever deleted.
+_RUN_FILES = {"checkpoints": re.compile(r"ckpt-\d+\.pt"), "samples": re.compile(r"iter-\d+\.png"),
+              "tensorboard": re.compile(r"events\.out\.tfevents\..+")}
+_TOP_FILES = ("metrics.jsonl", "config.toml", "feature_net.pt")
+
+
+def prepare_folder(run_dir: Path, overwrite: bool) -> None:
+    """Make ``run_dir`` ready for a demo run, deleting only run files of an earlier run.
+
+    Raises:
+        ValueError: ``run_dir`` is a file, holds a symlink where a run writes, or holds files of
+            another run (or other files) without ``overwrite``.
+    """
+    from ebmguide.run_folder import RUN_ENTRIES, RunLock, check_run_dir
+
+    check_run_dir(run_dir, (*RUN_ENTRIES, MARKER))
+    if not run_dir.is_dir():
+        return
+    others = [p.name for p in run_dir.iterdir() if p.name not in (MARKER, ".lock")]
+    if others and not (run_dir / MARKER).is_file() and not overwrite:
+        raise ValueError(f"--out {run_dir} holds files that ebmguide demo did not write "
+                         f"({', '.join(sorted(others)[:4])}{' ...' if len(others) > 4 else ''}): "
+                         f"pick another folder with --out, or pass --overwrite to replace its "
+                         f"run files (checkpoints, samples, metrics, config; nothing else).")
+    with RunLock(run_dir):  # not while another process trains there
+        for sub, pattern in _RUN_FILES.items():
+            folder = run_dir / sub
+            if folder.is_dir():
+                for f in folder.iterdir():
+                    if pattern.fullmatch(f.name) and f.is_file() and not f.is_symlink():
+                        f.unlink()
+        for name in _TOP_FILES:
+            (run_dir / name).unlink(missing_ok=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
     cfg = load_config("demo", overrides)
-    _clear_previous(args.out)
+    prepare_folder(args.out, args.overwrite)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / MARKER).touch()
     start = time.perf_counter()
     print(f"ebmguide demo: {cfg.train.iterations} CLEL iterations on the embedded shapes "
           f"({cfg.data.size}x{cfg.data.size}), {cfg.train.num_threads or 'default'} CPU threads")

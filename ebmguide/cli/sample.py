@@ -68,6 +68,11 @@ def draw_samples(args: argparse.Namespace) -> tuple[Any, Any, Any, Path]:
             raise ValueError(f"--{name} must be a positive integer, got {getattr(args, name)}.")
     if args.steps is not None and args.steps < 0:
         raise ValueError(f"--steps must not be negative, got {args.steps}.")
+    from ebmguide.limits import check_bound
+
+    for name in ("n", "steps", "rounds", "chunk"):  # before anything is allocated
+        if getattr(args, name) is not None:
+            check_bound(f"cli.{name}", getattr(args, name), f" (--{name})")
     checkpoint = find_checkpoint(args.checkpoint)
     state, cfg = load_run(checkpoint)
     device = resolve_device(args.device or cfg.device)
@@ -100,8 +105,10 @@ def save_samples(x: Any, out: Path, fmt: str) -> tuple[Path, Path]:
     import numpy as np
     import torch
 
+    from ebmguide._validation import check_finite
     from ebmguide.grid import save_panels, to_uint8
 
+    check_finite("samples drawn by ebmguide sample", x)  # nothing is written then
     out.mkdir(parents=True, exist_ok=True)
     grid = save_panels([(f"{len(x)} samples", x[:256])], out / "samples.png", scale=4)
     data = to_uint8(x) if x.dim() == 4 else x.float()
@@ -121,6 +128,9 @@ def run(args: argparse.Namespace) -> int:
 
         return run_conditions(args)
     # --- end conditional sampling ---
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise ValueError(f"--out {args.out} is a file: pass a folder for samples.png and the "
+                         f"tensor file.")
     x, _, _, checkpoint = draw_samples(args)
     out = args.out or checkpoint.parent.parent / f"samples-{args.protocol}"
     grid, tensor_file = save_samples(x, out, args.format)

@@ -30,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         "(its config is used; --set still applies)")
     p.add_argument("--until", type=int, metavar="ITER",
                    help="stop after this iteration with a checkpoint (continue with --resume)")
+    p.add_argument("--ddp-timeout", type=float, metavar="SECONDS",
+                   help="torchrun: how long a rank waits for a silent one before the run fails "
+                        "(sets train.ddp_timeout_s; default 1800)")
     p.add_argument("--list", action="store_true", help="list the shipped configs and exit")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved configuration as TOML and exit")
@@ -40,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def run(args: argparse.Namespace) -> int:
     """Run ``ebmguide train``."""
     from ebmguide.builders import resolve_device
+    from ebmguide.checkpoint import CheckpointManager
     from ebmguide.config import (
         apply_overrides,
         config_from_dict,
@@ -48,12 +52,22 @@ def run(args: argparse.Namespace) -> int:
         shipped_configs,
     )
     from ebmguide.distributed import distributed_session
-    from ebmguide.runner import Trainer, load_state
+    from ebmguide.distributed.runtime import lost_rank_error
+    from ebmguide.run_folder import RUN_ENTRIES, check_run_dir, default_run_dir
+    from ebmguide.run_state import check_resume_overrides
+    from ebmguide.runner import DivergenceError, Trainer, load_state
 
     if args.list:
         print("\n".join(shipped_configs()))
         return 0
     checkpoint: Path | None = None
+    if args.until is not None and args.until < 1:
+        raise ValueError(f"--until must be an iteration >= 1, got {args.until}: pass the "
+                         f"iteration to stop after (e.g. --until 1000).")
+    if args.ddp_timeout is not None:
+        args.overrides = [*args.overrides, f"train.ddp_timeout_s={args.ddp_timeout!r}"]
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise ValueError(f"--out {args.out} is a file: pass a folder for the run.")
     if args.resume is not None:
         if args.config is not None:
             raise ValueError("--resume continues a run with its own config; leave out --config "
@@ -61,24 +75,34 @@ def run(args: argparse.Namespace) -> int:
         # The newest checkpoint that loads: a damaged newest one is skipped with a warning.
         state, checkpoint = load_state(args.resume)
         cfg = config_from_dict(apply_overrides(state["config"], args.overrides))
+        check_resume_overrides(state["config"], cfg)  # sizes fixed by the checkpoint
         run_dir = args.out or checkpoint.parent.parent
     elif args.config is None:
         raise ValueError("give --config NAME|FILE (e.g. --config demo) or --resume RUN.")
     else:
         cfg = load_config(args.config, args.overrides)
-        run_dir = args.out or Path("runs") / cfg.name
-        if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
+        run_dir = args.out or default_run_dir(cfg.name)
+        check_run_dir(run_dir, RUN_ENTRIES)  # no symlinks where the run writes
+        # complete checkpoints only: a hidden temp file of a killed first save is no checkpoint
+        if CheckpointManager(run_dir / "checkpoints").checkpoints():
             raise ValueError(f"{run_dir} already holds checkpoints: continue it with --resume "
                              f"{run_dir}, or pick another folder with --out.")
     if args.print_config:
         print(dumps_toml(cfg), end="")
         return 0
     # Under torchrun (RANK/WORLD_SIZE set) this trains data-parallel; see docs/distributed.md.
-    with distributed_session(resolve_device(cfg.device)) as ctx:
+    with distributed_session(resolve_device(cfg.device),
+                             timeout_s=cfg.train.ddp_timeout_s) as ctx:
         trainer = Trainer(cfg, run_dir, resume=checkpoint, progress=not args.no_progress,
                           dist=ctx)
         try:
             final = trainer.run(until=args.until)
+        except RuntimeError as err:  # a frozen or dead rank: one clear line, exit 2
+            lost = (None if isinstance(err, DivergenceError)
+                    else lost_rank_error(err, ctx, cfg.train.ddp_timeout_s))
+            if lost is None:
+                raise
+            raise lost from err
         finally:
             trainer.close()  # DDP released before the process group goes
     if ctx.is_main:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import gc
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -12,9 +13,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistributedContext", "check_world_size", "distributed_session", "init_distributed",
-           "launched_by_torchrun", "local_context", "rank_generator", "rank_seed",
-           "shutdown"]
+__all__ = ["DistributedContext", "RankTimeoutError", "check_world_size", "distributed_session",
+           "init_distributed", "launched_by_torchrun", "local_context", "lost_rank_error",
+           "rank_generator", "rank_seed", "shutdown"]
 
 _TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
@@ -166,13 +167,17 @@ def shutdown(*wrapped: object) -> None:
 
 @contextmanager
 def distributed_session(device: str | torch.device = "auto",
-                        backend: str | None = None) -> Iterator[DistributedContext]:
+                        backend: str | None = None,
+                        timeout_s: float = 1800.0) -> Iterator[DistributedContext]:
     """:func:`init_distributed` on entry, :func:`shutdown` on exit.
+
+    ``timeout_s`` is the process group's timeout (``train.ddp_timeout_s``): a collective that
+    waits longer for a silent rank fails, and the run ends.
 
     After an error the group is destroyed without the final barrier (torchrun stops the other
     ranks when one fails). Drop (or ``shutdown(*wrappers)``) your DDP wrappers inside the block.
     """
-    ctx = init_distributed(device, backend=backend)
+    ctx = init_distributed(device, backend=backend, timeout_s=timeout_s)
     try:
         yield ctx
     except BaseException:
@@ -228,3 +233,30 @@ def check_world_size(saved: int, ctx: DistributedContext, source: str = "the che
             f"{source} was written by a run of {saved} process(es) but this run has "
             f"{ctx.world_size}: each rank's replay buffer, data position and random streams are "
             f"saved per rank. To resume, {how}; or start a new run in another folder.")
+
+
+class RankTimeoutError(TimeoutError):
+    """A torchrun rank stopped answering (frozen, stopped or dead) within the group's timeout."""
+
+
+_LOST = re.compile(r"timed out|timeout|connection (reset|closed)|peer|broken pipe", re.IGNORECASE)
+
+
+def lost_rank_error(err: BaseException, ctx: DistributedContext,
+                    timeout_s: float) -> RankTimeoutError | None:
+    """A clear :class:`RankTimeoutError` when ``err`` is a collective that lost another rank.
+
+    Args:
+        err: the exception a collective (or a DDP backward) raised.
+        ctx: this process's context (None is returned on one process).
+        timeout_s: the process group's timeout (``train.ddp_timeout_s``).
+    """
+    dist_error = getattr(dist, "DistError", ())
+    if not ctx.enabled or not (isinstance(err, dist_error) or _LOST.search(str(err))):
+        return None
+    first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+    return RankTimeoutError(
+        f"rank {ctx.rank} of {ctx.world_size}: another rank did not answer within "
+        f"train.ddp_timeout_s = {timeout_s:g} s (frozen, stopped or dead), so the run ends. Its "
+        f"last checkpoint is intact: resume with --resume once every rank is healthy, or raise "
+        f"--ddp-timeout for slow steps ({first}).")

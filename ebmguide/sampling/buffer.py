@@ -9,7 +9,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from ebmguide._validation import as_device, check_int, check_number
+from ebmguide._validation import as_device, check_generator, check_int, check_number
+from ebmguide.sampling._state_checks import check_loaded_buffer
 
 __all__ = ["BufferDraw", "ReplayBuffer"]
 
@@ -75,6 +76,7 @@ class ReplayBuffer:
             raise TypeError(f"dtype must be a floating torch.dtype such as torch.float32, got "
                             f"{dtype!r}.")
         device = as_device(device)
+        check_generator("generator", generator)
         self.shape = tuple(int(s) for s in shape)
         self.low, self.high = float(low), float(high)
         self.states = self._uniform((capacity, *self.shape), device, dtype, generator)
@@ -111,6 +113,7 @@ class ReplayBuffer:
                 f"{batch_size}; enlarge the buffer or lower the batch size."
             )
         check_number("reinit_prob (a probability)", reinit_prob, low=0.0, high=1.0)
+        check_generator("generator", generator)
         device = self.states.device
         indices = torch.randperm(self.capacity, generator=generator, device=device)[:batch_size]
         mask = torch.rand(batch_size, generator=generator, device=device) < reinit_prob
@@ -163,5 +166,6 @@ class ReplayBuffer:
         if not bool(torch.isfinite(states).all()):
             raise ValueError("buffer state holds non-finite values (NaN/inf): the chains had "
                              "diverged when it was saved; load an earlier checkpoint.")
+        check_loaded_buffer(state, self.capacity)  # dtype, capacity, bounds
         self.states = states.to(self.states.device, self.states.dtype).clone()
         self.low, self.high = float(state["low"]), float(state["high"])

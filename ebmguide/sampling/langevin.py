@@ -19,7 +19,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from ebmguide._validation import check_number, check_range_pair, check_tensor
+from ebmguide._validation import check_generator, check_number, check_range_pair, check_tensor
 from ebmguide.protocols import EnergyFn, LangevinResult
 
 __all__ = ["LangevinResult", "LangevinStep", "langevin_dynamics", "validate_langevin_args"]
@@ -91,6 +91,10 @@ def _energy_grad(
             f"the energy function must return one value per input, shape ({x.shape[0]},); "
             f"got {tuple(energy.shape)}."
         )
+    if not energy.requires_grad:
+        raise TypeError("the energy function returned energies without a gradient: compute them "
+                        "from its input x with differentiable torch operations (no .detach(), "
+                        "no torch.no_grad()).")
     (grad,) = torch.autograd.grad(energy.sum(), x)
     return energy.detach(), grad
 
@@ -170,6 +174,7 @@ def langevin_dynamics(
         if value is not None and abs(value) > largest:
             raise ValueError(f"{name} = {value!r} does not fit x's dtype {x.dtype} (largest "
                              f"{largest:.3g}); use a smaller value or a wider dtype.")
+    check_generator("generator", generator)
     if generator is not None and noise_scale > 0 and generator.device.type != x.device.type:
         raise ValueError(f"generator is on {generator.device} but x is on {x.device}; create "
                          f"it with torch.Generator(device=x.device).")

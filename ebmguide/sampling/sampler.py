@@ -8,9 +8,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ebmguide._validation import as_device, check_int, check_number, check_range_pair
+from ebmguide._validation import (
+    as_device,
+    check_int,
+    check_number,
+    check_range_pair,
+    check_shape,
+)
 from ebmguide.augment import Augment, apply_augment, make_augmentation
 from ebmguide.protocols import EnergyFn, LangevinResult
+from ebmguide.sampling._state_checks import check_states_in_clamp
 from ebmguide.sampling.buffer import ReplayBuffer
 from ebmguide.sampling.langevin import LangevinStep, langevin_dynamics, validate_langevin_args
 
@@ -79,7 +86,7 @@ class SGLDSampler:
         if clamp is None:
             check_range_pair("init_range", init_range)
         device = as_device(device)
-        self.shape = tuple(int(s) for s in shape)
+        self.shape = check_shape("shape", shape)  # (3, 8.5, 8) is refused, never truncated
         self.n_steps = n_steps
         self.step_size = step_size
         self.noise_scale = noise_scale
@@ -195,3 +202,4 @@ class SGLDSampler:
         if "buffer" not in state:
             raise ValueError("sampler state has no 'buffer' entry; pass SGLDSampler.state_dict().")
         self.buffer.load_state_dict(state["buffer"])
+        check_states_in_clamp(self.buffer.states, self.clamp)

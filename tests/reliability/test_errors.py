@@ -13,6 +13,7 @@ import pickle
 import re
 import sys
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -29,16 +30,29 @@ from ebmguide.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from ebmguide.config import config_from_dict, load_config
+from ebmguide.config import config_from_dict, config_to_dict, load_config
 from ebmguide.ema import ema_decay, make_ema
+from ebmguide.grid import image_grid, save_panels, to_uint8
+from ebmguide.logging_utils import RunLogger, truncate_metrics
 from ebmguide.losses import CLELLoss, latent_alignment, nt_xent
+from ebmguide.metrics import frechet_distance
 from ebmguide.optim import clel_optimizers
 from ebmguide.protocols import EnergyOutput
 from ebmguide.real_sets import plan_real_sets
+from ebmguide.run_folder import (
+    RunFolderError,
+    RunLock,
+    RunLockedError,
+    checked_path,
+    default_run_dir,
+)
+from ebmguide.run_state import check_resume_overrides
+from ebmguide.runner import Trainer, load_state
 from ebmguide.sampling import ReplayBuffer, SGLDSampler, langevin_dynamics
 from ebmguide.training import check_components, clel_step
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "reliability" / "errors.md"
+TINY = Path(__file__).resolve().parents[1] / "tiny_run.toml"
 
 
 class Row(NamedTuple):
@@ -122,6 +136,14 @@ class _Evil:
 
 def config(**sections: Any) -> Callable[[], Any]:
     return lambda: config_from_dict(sections)
+
+
+def toml_bytes(data: bytes) -> Callable[[], Any]:
+    def run() -> Any:
+        path = Path(tempfile.mkdtemp()) / "bad.toml"
+        path.write_bytes(data)
+        return load_config(path)
+    return run
 
 
 def toml(text: str) -> Callable[[], Any]:
@@ -409,18 +431,255 @@ CATALOG: list[Row] = [
 ]
 
 
+def step_with(x: torch.Tensor, generator: Any = None) -> Callable[[], Any]:
+    """clel_step with a real generator unless one is given."""
+    def run() -> Any:
+        e, g = ebm(), guide()
+        s = SGLDSampler((3, 2, 2), buffer_size=8, n_steps=1, step_size=0.1, noise_scale=0.01)
+        opts = clel_optimizers(e, g, total_iterations=2)
+        return clel_step(e, g, s, x, ebm_optimizer=opts.ebm, guide_optimizer=opts.guide,
+                         generator=torch.Generator() if generator is None else generator)
+    return run
+
+
+def buffer_load(**entries: Any) -> Callable[[], Any]:
+    state: dict[str, Any] = {"states": torch.rand(4, 2), "low": 0.0, "high": 1.0}
+    state.update(entries)
+    return lambda: ReplayBuffer(4, (2,)).load_state_dict(state)
+
+
+def saved(state: Any, name: str = "ckpt.pt") -> Path:
+    path = Path(tempfile.mkdtemp()) / name
+    torch.save(state, path)
+    return path
+
+
+def training_state(**entries: Any) -> dict[str, Any]:
+    state: dict[str, Any] = {"format": "ebmguide-checkpoint", "iteration": 0, "config": {},
+                             "ebm": {"w": torch.zeros(2)}, "guide": {}, "ebm_ema": {},
+                             "guide_ema": {}, "optimizers": {}, "sampler": {}, "data": {},
+                             "rng": {}}
+    state.update(entries)
+    return {k: v for k, v in state.items() if v is not None}
+
+
+def deflated_checkpoint() -> Callable[[], Any]:
+    def run() -> Any:
+        path = saved({"w": torch.zeros(4)})
+        with zipfile.ZipFile(path, "a") as archive:
+            archive.writestr(zipfile.ZipInfo("archive/extra"), b"\0" * (1 << 20),
+                             compress_type=zipfile.ZIP_DEFLATED)
+        return load_checkpoint(path)
+    return run
+
+
+def two_locks() -> Any:
+    folder = tempfile.mkdtemp()
+    first = RunLock(folder).acquire()
+    try:
+        RunLock(folder).acquire()
+    finally:
+        first.release()
+
+
+def symlinked(name: str) -> Path:
+    run = Path(tempfile.mkdtemp())
+    (run / name).symlink_to(run / "elsewhere")
+    return run
+
+
+def resumed(**sets: Any) -> Callable[[], Any]:
+    saved_cfg = config_to_dict(load_config(TINY))
+    return lambda: check_resume_overrides(saved_cfg, load_config(TINY, [
+        f"{k.replace('__', '.')}={v}" for k, v in sets.items()]))
+
+
+def fd_of(fake: torch.Tensor) -> Callable[[], Any]:
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    return lambda: frechet_distance(torch.rand(8, 3, 2, 2), fake, net, features="toy")
+
+
+NAN_IMAGES = torch.full((4, 3, 2, 2), NAN)
+
+CATALOG += [
+    # -- hardening, round 2: clel_step and the sampler ------------------------------------------
+    Row("clel_step", "data of another size than the sampler's", ValueError,
+        "x holds samples of shape (3, 4, 4) but the sampler draws (3, 2, 2)",
+        "resize the data or set data.size", step_with(torch.rand(4, 3, 4, 4))),
+    Row("clel_step", "float64 data", TypeError,
+        "x is torch.float64 but the ebm's parameters are torch.float32", "x.to(torch.float32)",
+        step_with(torch.rand(4, 3, 2, 2, dtype=torch.float64))),
+    Row("clel_step", "float16 data", TypeError,
+        "x is torch.float16 but the ebm's parameters are torch.float32", "x.to(torch.float32)",
+        step_with(torch.rand(4, 3, 2, 2).half())),
+    Row("clel_step", "generator=0", TypeError, "generator must be a torch.Generator or None",
+        "torch.Generator().manual_seed(seed)", step_with(torch.rand(4, 3, 2, 2), generator=0)),
+    Row("langevin_dynamics", "generator=0", TypeError,
+        "generator must be a torch.Generator or None", "pass a generator, not a seed",
+        langevin(generator=0)),
+    Row("langevin_dynamics", "an energy without gradient", TypeError,
+        "returned energies without a gradient", "differentiable ops, no .detach()",
+        langevin(energy_fn=lambda v: quadratic(v).detach())),
+    Row("SGLDSampler", "shape (3, 8.5, 8)", ValueError,
+        "shape must be a non-empty sequence of positive ints", "integer sizes",
+        sampler(shape=(3, 8.5, 8))),
+    Row("SGLDSampler", "shape with a zero", ValueError,
+        "shape must be a non-empty sequence of positive ints", "sizes >= 1",
+        sampler(shape=(3, 0, 8))),
+    Row("SGLDSampler", "generator=0", TypeError, "generator must be a torch.Generator or None",
+        "torch.Generator()", sampler(generator=0)),
+    Row("SGLDSampler.sample", "generator=0", TypeError,
+        "generator must be a torch.Generator or None", "torch.Generator()",
+        lambda: sampler()().sample(quadratic, 2, generator=0)),
+    Row("SGLDSampler.load_state_dict", "states outside the clamp range", ValueError,
+        "but the sampler clamps its chains to [0.0, 1.0]", "a checkpoint with the same clamp",
+        lambda: sampler()().load_state_dict({"buffer": {"states": torch.full((8, 3, 4, 4), 2.0),
+                                                        "low": 0.0, "high": 1.0}})),
+    Row("ReplayBuffer.load_state_dict", "NaN bound", ValueError,
+        "buffer state 'low' must be a finite number", "an earlier checkpoint",
+        buffer_load(low=NAN)),
+    Row("ReplayBuffer.load_state_dict", "low above high", ValueError,
+        "buffer state bounds must satisfy low < high", "ReplayBuffer.state_dict()",
+        buffer_load(low=1.0, high=0.0)),
+    Row("ReplayBuffer.load_state_dict", "a bound that is a string", TypeError,
+        "buffer state 'high' must be a number", "ReplayBuffer.state_dict()",
+        buffer_load(high="1")),
+    Row("ReplayBuffer.load_state_dict", "int64 states", TypeError,
+        "buffer state holds torch.int64 states", "a float buffer's state",
+        buffer_load(states=torch.zeros(4, 2, dtype=torch.int64))),
+    Row("ReplayBuffer.load_state_dict", "another capacity", ValueError,
+        "buffer state holds 8 chains but this buffer has 4 slots", "buffer_size as saved",
+        buffer_load(states=torch.rand(8, 2))),
+    Row("ReplayBuffer", "generator=0", TypeError, "generator must be a torch.Generator or None",
+        "torch.Generator()", lambda: ReplayBuffer(4, (2,), generator=0)),
+    Row("ReplayBuffer.draw", "generator=0", TypeError,
+        "generator must be a torch.Generator or None", "torch.Generator()",
+        lambda: ReplayBuffer(4, (2,)).draw(2, generator=0)),
+    # -- losses and guide --------------------------------------------------------------------------
+    Row("nt_xent", "a batch of 1", ValueError, "nt_xent needs B >= 2 pairs",
+        "a batch of at least 2", lambda: nt_xent(torch.rand(1, 3), torch.rand(1, 3))),
+    Row("SimCLRGuide.contrastive_loss", "NaN images", ValueError,
+        "x holds 48 non-finite values", "check the data pipeline",
+        lambda: guide().contrastive_loss(NAN_IMAGES)),
+    # -- NaN never becomes a number ------------------------------------------------------------
+    Row("to_uint8", "NaN images", ValueError, "are NaN or infinite",
+        "an earlier checkpoint or a smaller step", lambda: to_uint8(NAN_IMAGES)),
+    Row("to_uint8", "inf images", ValueError, "48 of 48 values (4 of 4 samples)",
+        "an earlier checkpoint or a smaller step", lambda: to_uint8(NAN_IMAGES.abs() * INF)),
+    Row("image_grid", "NaN images", ValueError, "images of a grid", "finite samples",
+        lambda: image_grid(NAN_IMAGES)),
+    Row("save_panels", "NaN points", ValueError, "panel 'pts' of p.png", "finite samples",
+        lambda: save_panels([("pts", torch.full((3, 2), NAN))], Path(tempfile.mkdtemp()) /
+                            "p.png")),
+    Row("frechet_distance", "NaN samples", ValueError, "samples to score: 48 of 48 values",
+        "finite samples", fd_of(NAN_IMAGES)),
+    Row("frechet_distance", "one inf value", ValueError, "samples to score: 1 of 48 values",
+        "finite samples", fd_of(torch.rand(4, 3, 2, 2).index_put_((torch.tensor([0]),) * 4,
+                                                                 torch.tensor(INF)))),
+    # -- configuration limits --------------------------------------------------------------------
+    Row("load_config", "sampler.buffer_size 10^9", ValueError,
+        "sampler.buffer_size = 1,000,000,000 exceeds its bound", "EBMGUIDE_LIMIT_*",
+        config(sampler={"buffer_size": 10**9})),
+    Row("load_config", "sampler.n_steps 10^12", ValueError,
+        "sampler.n_steps = 1,000,000,000,000 exceeds its bound", "lower it or raise the bound",
+        config(sampler={"n_steps": 10**12})),
+    Row("load_config", "eval.fresh_steps 10^15", ValueError, "eval.fresh_steps = ",
+        "lower it or raise the bound", config(eval={"fresh_steps": 10**15})),
+    Row("load_config", "model.hidden_dim 10^5", ValueError, "model.hidden_dim = 100,000 exceeds",
+        "lower it", config(model={"hidden_dim": 10**5})),
+    Row("load_config", "data.size 10^5", ValueError, "data.size = 100,000 exceeds", "lower it",
+        config(data={"size": 10**5})),
+    Row("load_config", "eval.grid_size 10^6", ValueError, "eval.grid_size = 1,000,000 exceeds",
+        "lower it", config(eval={"grid_size": 10**6})),
+    Row("load_config", "data.n_train 10^9", ValueError, "data.n_train = 1,000,000,000 exceeds",
+        "lower it", config(data={"n_train": 10**9})),
+    Row("load_config", "train.iterations 10^12", ValueError, "train.iterations = ",
+        "lower it", config(train={"iterations": 10**12})),
+    Row("load_config", "a buffer too large for memory", ValueError, "buffer values = ",
+        "a smaller buffer or images", config(sampler={"buffer_size": 900_000},
+                                             data={"size": 64})),
+    Row("load_config", "negative train.max_grad_norm", ValueError,
+        "train.max_grad_norm must not be negative", "0 (finiteness only) or a bound",
+        config(train={"max_grad_norm": -1.0})),
+    Row("load_config", "train.ddp_timeout_s 0", ValueError,
+        "train.ddp_timeout_s must be positive", "seconds > 0", config(train={"ddp_timeout_s": 0})),
+    Row("load_config", "an empty file", ValueError, "is empty: every setting would be a default",
+        "start from a recipe (--print-config)", toml("")),
+    Row("load_config", "a file that is not UTF-8", ValueError, "is not UTF-8 text",
+        "pass a TOML file", toml_bytes(b"name = \"\xff\xfe\"\n")),
+    # -- checkpoints -----------------------------------------------------------------------------
+    Row("load_checkpoint", "a stride-0 tensor", CheckpointError, "has overlapping strides",
+        "a checkpoint written by ebmguide",
+        lambda: load_checkpoint(saved({"b": torch.zeros(1, 1).expand(3000, 3000)}))),
+    Row("load_checkpoint", "a deflated record", CheckpointError,
+        "is compressed or larger than the file", "a checkpoint written by ebmguide",
+        deflated_checkpoint()),
+    Row("load_checkpoint", "a list instead of a dict", CheckpointError,
+        "holds a list, not a checkpoint dict", "a file written by save_checkpoint",
+        lambda: load_checkpoint(saved([torch.zeros(2)]))),
+    Row("load_checkpoint", "a folder", CheckpointError, "is a folder, not a checkpoint file",
+        "pass a .pt file", lambda: load_checkpoint(tempfile.mkdtemp())),
+    Row("CheckpointManager", "a prefix with a slash", ValueError,
+        "prefix must be a plain file-name prefix", "e.g. 'ckpt'",
+        lambda: CheckpointManager(tempfile.mkdtemp(), prefix="../ckpt")),
+    Row("load_state", "a checkpoint missing ebm_ema", ValueError,
+        "lacks the entries ['ebm_ema']", "a checkpoint written by ebmguide train",
+        lambda: load_state(saved(training_state(ebm_ema=None)))),
+    Row("load_state", "a checkpoint holding NaN", ValueError,
+        "holds non-finite values (ebm.w: 2 of 2)", "an older checkpoint of that run",
+        lambda: load_state(saved(training_state(ebm={"w": torch.full((2,), NAN)})))),
+    Row("load_state", "a data file that is no training checkpoint", ValueError,
+        "is not an ebmguide training checkpoint", "a checkpoint of ebmguide train",
+        lambda: load_state(saved({"w": torch.zeros(2)}))),
+    Row("check_resume_overrides", "--resume --set model.width", ValueError,
+        "model.width is fixed by the checkpoint (4); --resume cannot change it to 8",
+        "a new run with --config", resumed(model__width=8)),
+    Row("check_resume_overrides", "--resume --set sampler.buffer_size", ValueError,
+        "sampler.buffer_size is fixed by the checkpoint (64)", "a new run with --config",
+        resumed(sampler__buffer_size=128)),
+    Row("check_resume_overrides", "--resume --set data.size", ValueError,
+        "data.size is fixed by the checkpoint (8)", "a new run with --config",
+        resumed(data__size=16)),
+    # -- run folders -----------------------------------------------------------------------------
+    Row("default_run_dir", "config name '../../x'", RunFolderError,
+        "would place the run outside runs/", "a plain name or --out",
+        lambda: default_run_dir("../../x")),
+    Row("default_run_dir", "an absolute config name", RunFolderError,
+        "cannot name a folder under runs/", "a plain name or --out",
+        lambda: default_run_dir("/tmp/run")),
+    Row("checked_path", "a symlinked entry", RunFolderError, "is a symbolic link",
+        "remove the link or use another --out",
+        lambda: checked_path(symlinked("config.toml"), "config.toml")),
+    Row("checked_path", "a path climbing out", RunFolderError,
+        "is not a path inside the run folder", "a path inside the run",
+        lambda: checked_path(tempfile.mkdtemp(), "../x")),
+    Row("RunLock.acquire", "a second writer", RunLockedError,
+        "in use by another ebmguide process (pid ", "wait, stop it, or --out",
+        two_locks),
+    Row("RunLogger", "a symlinked metrics.jsonl", RunFolderError, "is a symbolic link",
+        "remove the link", lambda: RunLogger(symlinked("metrics.jsonl"), tensorboard=False)),
+    Row("truncate_metrics", "a symlinked metrics.jsonl", ValueError, "is a symbolic link",
+        "remove the link",
+        lambda: truncate_metrics(symlinked("metrics.jsonl") / "metrics.jsonl", 3)),
+    Row("Trainer", "a run folder that is a file", RunFolderError,
+        "the run folder", "pick a folder with --out",
+        lambda: Trainer(load_config(TINY), tempfile.mkstemp()[1], progress=False)),
+]
+
+
 @pytest.mark.parametrize("row", CATALOG, ids=[f"{r.where}: {r.condition}" for r in CATALOG])
 def test_catalog_row(row: Row) -> None:
     with pytest.raises(row.exception) as info:
         row.call()
     assert row.excerpt in str(info.value), str(info.value)
-    assert type(info.value) is row.exception or row.exception is ValueError
+    assert type(info.value) is row.exception or row.exception is ValueError, type(info.value)
 
 
 def test_user_errors_are_value_or_type_errors() -> None:
     """The CLI prints ValueError/TypeError/FileNotFoundError as a one-line error (exit 2)."""
     for row in CATALOG:
         assert issubclass(row.exception, (ValueError, TypeError, FileNotFoundError)), row
+    assert len({(r.where, r.condition) for r in CATALOG}) == len(CATALOG)  # all distinct
     assert issubclass(CheckpointError, ValueError)
 
 
@@ -437,7 +696,7 @@ def test_docs_table_lists_every_row() -> None:
     text = DOCS.read_text(encoding="utf-8")
     missing = [line for line in markdown().splitlines()[2:] if line not in text]
     assert not missing, "docs/reliability/errors.md is out of date:\n" + "\n".join(missing)
-    rows = [line for line in text.splitlines() if re.match(r"\| `", line)]
+    rows = [line for line in text.splitlines() if re.match(r"\| `(?!ebmguide )", line)]
     assert len(rows) == len(CATALOG)
 
 
