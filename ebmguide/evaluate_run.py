@@ -109,6 +109,9 @@ def _check_options(args: Any) -> None:
 
 
 def _load_samples(path: Path, shape: tuple[int, ...]) -> Tensor:
+    if path.is_dir():
+        raise IsADirectoryError(f"samples file {path}: Is a directory; check the path, that it "
+                                f"is a file (.npz with an 'images' array, or a .pt tensor).")
     if not path.is_file():
         raise FileNotFoundError(f"samples file {path} does not exist.")
     if path.suffix == ".npz":
