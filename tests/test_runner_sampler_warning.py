@@ -46,6 +46,14 @@ def test_noise_dominated_chains_warn(tmp_path: Path) -> None:
     assert not any("barely move" in str(w.message) for w in caught)
 
 
+def test_overshooting_chains_warn(tmp_path: Path) -> None:
+    # η = 1e5 with torch's head init: ~16 per step on data in [0, 1]
+    cfg = load_config(TINY, ['model.head_init_std="none"', "sampler.step_size=1e5"])
+    with pytest.warns(SamplerWarning, match="overshoot") as caught:
+        Trainer(cfg, tmp_path / "run", progress=False).run()
+    assert "Lower sampler.step_size" in str(caught[0].message)
+
+
 def test_healthy_tiny_chains_do_not_warn(tmp_path: Path) -> None:
     cfg = load_config(TINY, ['model.head_init_std="none"', "sampler.step_size=100.0"])
     with warnings.catch_warnings():

@@ -81,12 +81,18 @@ def test_summary_averages_finite_chains_only() -> None:
 @pytest.mark.parametrize(("movement", "kind"), [
     (ChainMovement(drift=1e-6, drift_to_noise=1e-4, displacement=0.01), "stuck"),
     (ChainMovement(drift=1e-3, drift_to_noise=0.01, displacement=0.1), "noise"),
+    (ChainMovement(drift=0.3, drift_to_noise=30.0, displacement=0.2), "overshoot"),
 ])
 def test_warning_names_the_problem_and_the_fix(movement: ChainMovement, kind: str) -> None:
     problem = movement_warning(movement, n_steps=40)
     assert problem is not None and problem.kind == kind
     assert "sampler.step_size" in problem.message
     assert f"{movement.drift:.2g} per step" in problem.message
+
+
+def test_overshoot_is_relative_to_the_data_range() -> None:
+    movement = ChainMovement(drift=0.3, drift_to_noise=30.0, displacement=0.2)
+    assert movement_warning(movement, n_steps=40, data_range=255.0) is None
 
 
 def test_healthy_chains_get_no_warning() -> None:
