@@ -1,13 +1,14 @@
 """What guidance buys: one recipe trained with the alignment term of CLEL (β > 0) and without.
 
-For each β and seed, trains a recipe (the shipped ``demo`` by default) with ``loss.beta`` set, reads
-the run's final evaluation from metrics.jsonl (replay-buffer FD, fresh-chain FD, clean-sample rates:
-FD on the independent shapes classifier, clean samples by rule) and measures conditional sampling:
-one latent per colour (the guide's mean embedding of labelled shapes), p(x | z) sampled from the
-run's buffer at the test-time β of docs/conditional.md, the colour of each sample read by rule.
-With β = 0 the EBM's projection head never learns to align with the guide, so its conditional match
-rate is the control. Prints one markdown table (mean ± standard deviation over seeds and each seed's
-figures) and writes it with the raw numbers to ``--out``.
+For each β and seed, trains a recipe (the shipped ``demo`` by default) with ``loss.beta`` set,
+then scores the run's final checkpoint with the recipe's evaluation settings, as the Trainer's final
+evaluation does: replay-buffer FD and fresh-chain FD (on the independent shapes classifier), and the
+clean-sample rates (by rule). It also measures conditional sampling: one latent per colour (the
+guide's mean embedding of labelled shapes), p(x | z) sampled from the run's buffer at the test-time
+β of docs/conditional.md, the colour of each sample read by rule. With β = 0 the EBM's projection
+head never learns to align with the guide, so its conditional match rate is the control. Prints
+one markdown table (mean ± standard deviation over seeds, then each seed's figure) and writes it
+with the raw numbers to ``--out``.
 
 Usage (from the repository root; each demo run takes about 4 minutes on 2 CPU cores)::
 
@@ -15,14 +16,17 @@ Usage (from the repository root; each demo run takes about 4 minutes on 2 CPU co
     python examples/guidance_ablation/run.py --betas 0.01 0 --seeds 0 1 2 --threads 1
     python examples/guidance_ablation/run.py --smoke                            # CI: seconds
 
-A finished run folder (``<out>/beta<β>-seed<s>``) is reused, so an interrupted sweep continues.
+A run folder (``<out>/beta<β>-seed<s>``) whose newest checkpoint is at the recipe's last iteration
+is reused (only scored again), so an interrupted sweep continues.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,10 +36,9 @@ import torch
 from ebmguide.builders import build_sampler
 from ebmguide.cli.compose import load_context, resolve_condition
 from ebmguide.conditional import composed_energy, sample_energy
-from ebmguide.config import load_config
+from ebmguide.config import RunConfig, load_config
 from ebmguide.data import COLOURS, read_factors
-from ebmguide.logging_utils import read_metrics
-from ebmguide.runner import Trainer
+from ebmguide.runner import Trainer, find_checkpoint, load_run
 
 METRICS = ("buffer_fd", "buffer_clean", "fresh_fd", "fresh_clean")
 TEST_BETA = 0.03  # the test-time guidance strength measured in docs/conditional.md
@@ -61,16 +64,34 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def final_evaluation(run: Path) -> dict[str, float] | None:
-    """The last evaluation record with fresh-chain figures; None while the run is unfinished."""
-    path = run / "metrics.jsonl"
-    if not path.exists():
-        return None
-    finals = [r for r in read_metrics(path) if r["kind"] == "eval" and "fresh_fd" in r]
-    return {k: float(finals[-1][k]) for k in METRICS} if finals else None
+def finished(run: Path) -> bool:
+    """Whether the run's newest checkpoint is at its last iteration."""
+    try:
+        state, cfg = load_run(find_checkpoint(run))
+    except FileNotFoundError:
+        return False
+    return int(state["iteration"]) >= cfg.train.iterations
 
 
-def colour_match(run: Path, per_colour: int, seed: int) -> float:
+def final_evaluation(run: Path, recipe: RunConfig, threads: int) -> dict[str, float]:
+    """The Trainer's final evaluation of the run's newest checkpoint, with ``recipe.eval``."""
+    checkpoint = find_checkpoint(run)
+    _, cfg = load_run(checkpoint)
+    cfg = dataclasses.replace(cfg, eval=recipe.eval, train=dataclasses.replace(
+        cfg.train, tensorboard=False, num_threads=threads))
+    with tempfile.TemporaryDirectory() as scratch:
+        trainer = Trainer(cfg, Path(scratch) / "score", resume=checkpoint, progress=False)
+        try:
+            values = trainer.evaluate(fresh=True)
+        finally:
+            trainer.close()
+    if not values:
+        raise RuntimeError(f"{run}: the recipe has no feature network (eval.feature_net = "
+                           f"'none'); this comparison needs one.")
+    return {k: float(values[k]) for k in METRICS}
+
+
+def colour_match(run: Path, per_colour: int, seed: int, n_steps: int) -> float:
     """Mean over the six colours of the fraction of p(x | z_colour) samples read as that colour."""
     ctx = load_context(run)
     assert ctx.buffer is not None
@@ -81,24 +102,21 @@ def colour_match(run: Path, per_colour: int, seed: int) -> float:
         g = torch.Generator().manual_seed(1000 * seed + index)
         sampler = build_sampler(ctx.cfg, ctx.shape, ctx.device, g, buffer_size=1)
         x = sample_energy(energy, per_colour, sampler=sampler, generator=g,
-                          n_steps=ctx.cfg.eval.fresh_steps, init=ctx.buffer, batch_size=256)
+                          n_steps=n_steps, init=ctx.buffer, batch_size=256)
         hits.append(float((read_factors(x.clamp(0, 1))["colour"] == index).float().mean()))
     return sum(hits) / len(hits)
 
 
 def train_one(args: argparse.Namespace, beta: float, seed: int) -> dict[str, float]:
     run = args.out / f"beta{beta:g}-seed{seed}"
-    figures = final_evaluation(run)
-    if figures is None:
-        overrides = [*(SMOKE if args.smoke else ()), *args.set, f"loss.beta={beta}",
-                     f"seed={seed}", f"train.num_threads={args.threads}",
-                     "train.tensorboard=false"]
-        Trainer(load_config(args.config, overrides), run, progress=False).run()
-        figures = final_evaluation(run)
-        if figures is None:
-            raise RuntimeError(f"{run} finished without a final evaluation; is eval.feature_net "
-                               f"'none'?")
-    figures["colour_match"] = colour_match(run, 4 if args.smoke else args.per_colour, seed)
+    overrides = [*(SMOKE if args.smoke else ()), *args.set, f"loss.beta={beta}", f"seed={seed}",
+                 f"train.num_threads={args.threads}", "train.tensorboard=false"]
+    recipe = load_config(args.config, overrides)
+    if not finished(run):
+        Trainer(recipe, run, progress=False).run()
+    figures = final_evaluation(run, recipe, args.threads)
+    steps = recipe.eval.fresh_steps or recipe.sampler.n_steps
+    figures["colour_match"] = colour_match(run, 4 if args.smoke else args.per_colour, seed, steps)
     return figures
 
 
