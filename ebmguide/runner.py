@@ -16,10 +16,14 @@ All randomness comes from explicit generators whose states are checkpointed, so 
 Divergence guard (:mod:`ebmguide.divergence`): after every iteration one host sync checks that
 the samples, energies and loss terms are finite; if not, the run stops with a
 :class:`DivergenceError` or rolls back to its last good checkpoint (``train.on_divergence``).
+
+Interruption (:mod:`ebmguide.interrupt`): SIGINT (Ctrl-C) or SIGTERM during :meth:`Trainer.run`
+finishes the current iteration, writes a checkpoint and raises :class:`RunInterrupted` naming it.
 """
 
 from __future__ import annotations
 
+import signal
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -34,6 +38,7 @@ from ebmguide.checkpoint import CheckpointManager
 from ebmguide.config import RunConfig, config_to_dict, dumps_toml
 from ebmguide.distributed import (
     DistributedContext,
+    any_rank,
     local_context,
     rank_seed,
     reduce_mean,
@@ -60,6 +65,7 @@ from ebmguide.ema import update_ema
 from ebmguide.energy import SphericalEBM
 from ebmguide.evaluation import Evaluator, fresh_chains
 from ebmguide.grid import save_panels
+from ebmguide.interrupt import RunInterrupted, StopRequest, stop_on_signals
 from ebmguide.logging_utils import RunLogger
 from ebmguide.run_folder import RunLock, checked_path, open_run_folder, write_text_atomic
 from ebmguide.run_state import (
@@ -77,7 +83,8 @@ from ebmguide.sampling.diagnostics import (
 )
 from ebmguide.training import clel_step
 
-__all__ = ["DivergenceError", "Trainer", "find_checkpoint", "load_run", "load_state"]
+__all__ = ["DivergenceError", "RunInterrupted", "Trainer", "find_checkpoint", "load_run",
+           "load_state"]
 
 _FLAGS = ("samples", "gradients", "parameters", "ema", "optimizer", "buffer")  # guard-only terms
 
@@ -138,6 +145,7 @@ class Trainer:
         self._movement = torch.zeros(3, device=self.device)
         self._movement_count = 0
         self._warned: set[str] = set()
+        self.stop = StopRequest()  # set by SIGINT/SIGTERM during run(), or by a hook
 
     def close(self) -> None:
         """Release the DDP wrappers (before the process group goes) and the lock; idempotent."""
@@ -213,11 +221,18 @@ class Trainer:
         A checkpoint is written every ``train.checkpoint_every`` iterations and at the end.
         Stopping early (``until`` below the total) and resuming gives the same result. The run
         folder's lock is held while it runs.
+
+        SIGINT and SIGTERM (from the main thread), or ``trainer.stop.request()`` from a hook, stop
+        the run after the current iteration: a checkpoint of it is written and
+        :class:`RunInterrupted` (a :class:`KeyboardInterrupt`) names that file. Under torchrun
+        every rank stops after the same iteration.
         """
         if self._lock is not None:
             self._lock.acquire()
+        self.stop.clear()
         try:
-            return self._run(until)
+            with stop_on_signals(self.stop, announce=self.dist.is_main):
+                return self._run(until)
         finally:
             if self._lock is not None:
                 self._lock.release()
@@ -231,8 +246,13 @@ class Trainer:
         if self.iteration == 0 and self.cfg.eval.every > 0:
             self.evaluate(fresh=False)
         clock, last_iteration = time.perf_counter(), self.iteration
+        stopped = False
         try:
             while self.iteration < end:
+                # distributed: one rank's signal stops every rank after the same iteration
+                stopped = any_rank(self.stop.requested, self.device)
+                if stopped:
+                    break
                 for hook in self.hooks:
                     hook(self, self.iteration)
                 terms = self.step()
@@ -259,10 +279,13 @@ class Trainer:
                 self._periodic(end)
         finally:
             bar.close()
-        final = self.evaluate(fresh=True) if self.iteration >= t.iterations else {}
+        final = self.evaluate(fresh=True) if self.iteration >= t.iterations and not stopped else {}
         if not self.manager.checkpoints() or self._latest_iteration() != self.iteration:
             self.save_checkpoint()
         self.logger.close()
+        if stopped:
+            raise RunInterrupted(self.stop.signum or signal.SIGTERM, self.iteration,
+                                 t.iterations, self.manager.checkpoints()[-1])
         return final
 
     def _latest_iteration(self) -> int:
