@@ -82,7 +82,7 @@ def output_folder(args: argparse.Namespace, run_dir: Path) -> Path:
         raise ValueError(f"--out {args.out} looks like a file name: --out is the output folder "
                          f"(compose.png and compose.npz are written there); pass e.g. --out "
                          f"{args.out.with_suffix('')}.")
-    return args.out
+    return Path(args.out)
 
 
 def add_condition_options(p: argparse.ArgumentParser, *, condition: bool = False) -> None:
