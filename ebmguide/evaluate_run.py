@@ -108,20 +108,56 @@ def _check_options(args: Any) -> None:
         raise ValueError(f"--steps must not be negative, got {args.steps}.")
 
 
-def _load_samples(path: Path, shape: tuple[int, ...]) -> Tensor:
+def _read_samples(path: Path) -> Tensor:
+    """The tensor of a samples file (``.npz`` with ``images``, or a ``.pt`` tensor)."""
     if path.is_dir():
         raise IsADirectoryError(f"samples file {path}: Is a directory; check the path, that it "
                                 f"is a file (.npz with an 'images' array, or a .pt tensor).")
     if not path.is_file():
         raise FileNotFoundError(f"samples file {path} does not exist.")
     if path.suffix == ".npz":
-        data = torch.from_numpy(np.load(path)["images"])
-    else:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with np.load(path) as arrays:
+            if "images" not in arrays:
+                raise ValueError(f"{path} holds the arrays {sorted(arrays.files)} but no "
+                                 f"'images': pass an .npz written by `ebmguide sample`, or save "
+                                 f"yours with np.savez(path, images=array).")
+            return torch.from_numpy(arrays["images"])
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(data, Tensor):
+        raise ValueError(f"{path} holds a {type(data).__name__}, not a tensor: save the samples "
+                         f"with torch.save(tensor, path) (N, C, H, W).")
+    return data
+
+
+def _load_samples(path: Path, shape: tuple[int, ...]) -> Tensor:
+    """Samples to score, refused unless they match the run: shape, count, dtype and range.
+
+    Raises:
+        ValueError: naming what the file holds and what this run's samples are.
+    """
+    data = _read_samples(path)
     if tuple(data.shape[1:]) != shape or len(data) < 2:
-        raise ValueError(f"{path} holds samples of shape {tuple(data.shape)}; this run's "
-                         f"samples are (N >= 2, {', '.join(map(str, shape))}).")
-    return data.float() / 255 if data.dtype == torch.uint8 else data.float()
+        expected = "x".join(map(str, shape))
+        got = "x".join(map(str, data.shape[1:])) or "scalars"
+        hint = (f" (channels last? move them first: array.transpose(0, 3, 1, 2))"
+                if len(shape) == 3 and tuple(data.shape[1:]) == (*shape[1:], shape[0]) else "")
+        raise ValueError(f"{path} holds {len(data) if data.dim() else 0} samples of {got}; this "
+                         f"run's samples are {expected} (and at least 2){hint}: score samples of "
+                         f"this run, e.g. from `ebmguide sample --checkpoint <run>`.")
+    if data.dtype == torch.uint8:
+        return data.float() / 255
+    if not data.is_floating_point():
+        raise ValueError(f"{path} holds {data.dtype} samples: pass uint8 pixels (0-255) or "
+                         f"floats in [0, 1].")
+    data = data.float()
+    if not bool(data.isfinite().all()):
+        raise ValueError(f"{path} holds NaN or inf values: these samples cannot be scored.")
+    low, high = float(data.min()), float(data.max())
+    if len(shape) == 3 and (low < -1e-3 or high > 1 + 1e-3):
+        raise ValueError(f"{path} holds image values in [{low:.4g}, {high:.4g}]; this run's "
+                         f"images lie in [0, 1]: divide 8-bit pixels by 255 (or pass them as "
+                         f"uint8).")
+    return data
 
 
 def _protocol(args: Any, cfg: RunConfig, steps: int) -> str:
