@@ -139,7 +139,7 @@ def _load_samples(path: Path, shape: tuple[int, ...]) -> Tensor:
     if tuple(data.shape[1:]) != shape or len(data) < 2:
         expected = "x".join(map(str, shape))
         got = "x".join(map(str, data.shape[1:])) or "scalars"
-        hint = (f" (channels last? move them first: array.transpose(0, 3, 1, 2))"
+        hint = (" (channels last? move them first: array.transpose(0, 3, 1, 2))"
                 if len(shape) == 3 and tuple(data.shape[1:]) == (*shape[1:], shape[0]) else "")
         raise ValueError(f"{path} holds {len(data) if data.dim() else 0} samples of {got}; this "
                          f"run's samples are {expected} (and at least 2){hint}: score samples of "
