@@ -178,12 +178,12 @@ def prepare(args: Any, load_feature_net: Callable[[Any, RunConfig, Path], tuple[
     state, cfg = load_run(checkpoint)
     run_dir = checkpoint.parent.parent
     device = resolve_device(args.device or cfg.device)
+    shape = sample_shape(state)
+    samples = None if args.samples is None else _load_samples(args.samples, shape)
     net, label = load_feature_net(args, cfg, run_dir)
     for key in ("guide", "guide_ema"):  # the online and the EMA guide, compared by value
         if isinstance(state.get(key), dict):
             check_not_guide(net, state[key])
-    shape = sample_shape(state)
-    samples = None if args.samples is None else _load_samples(args.samples, shape)
     n = args.n if samples is None else len(samples)
     sets = real_sets(load_training_data(cfg), args.real, n)
     floor = sets.floor[1] if sets.plan.floor_uses_reference else sets.floor
