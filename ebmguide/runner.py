@@ -67,6 +67,7 @@ from ebmguide.evaluation import Evaluator, fresh_chains
 from ebmguide.grid import save_panels
 from ebmguide.interrupt import RunInterrupted, StopRequest, stop_on_signals
 from ebmguide.logging_utils import RunLogger
+from ebmguide.progress import progress_bar, resolve_progress
 from ebmguide.run_folder import RunLock, checked_path, open_run_folder, write_text_atomic
 from ebmguide.run_state import (
     components_state,
@@ -96,7 +97,9 @@ class Trainer:
         cfg: the configuration.
         run_dir: the run folder (created).
         resume: a checkpoint file or run folder to continue from.
-        progress: show a tqdm progress bar.
+        progress: ``"auto"`` (or True): a tqdm bar on a terminal, one line per log interval
+            otherwise (a log file); ``"bar"``, ``"lines"``, or ``"none"`` (or False); see
+            :mod:`ebmguide.progress`.
         hooks: callables ``hook(trainer, iteration)`` run before each iteration (0-based), e.g.
             for fault injection in tests.
         dist: the torchrun context from :func:`ebmguide.distributed.init_distributed` for a
@@ -105,10 +108,11 @@ class Trainer:
     """
 
     def __init__(self, cfg: RunConfig, run_dir: str | Path, *, resume: str | Path | None = None,
-                 progress: bool = True,
+                 progress: bool | str = True,
                  hooks: Sequence[Callable[[Trainer, int], None]] = (),
                  dist: DistributedContext | None = None) -> None:
-        self.cfg, self.run_dir, self.progress, self.hooks = cfg, Path(run_dir), progress, hooks
+        self.cfg, self.run_dir, self.hooks = cfg, Path(run_dir), hooks
+        self.progress = resolve_progress(progress)
         if cfg.train.num_threads > 0:
             torch.set_num_threads(cfg.train.num_threads)
         self.dist = dist if dist is not None else local_context(resolve_device(cfg.device))
@@ -293,11 +297,8 @@ class Trainer:
         return int(latest[-1].stem.rsplit("-", 1)[-1]) if latest else -1
 
     def _progress_bar(self, end: int) -> Any:
-        from tqdm.auto import tqdm
-
-        return tqdm(total=end, initial=self.iteration,
-                    disable=not self.progress or not self.dist.is_main,
-                    desc=self.cfg.name, unit="it", dynamic_ncols=True, mininterval=0.5)
+        mode = self.progress if self.dist.is_main else "none"
+        return progress_bar(mode, total=end, initial=self.iteration, desc=self.cfg.name)
 
     def _periodic(self, end: int) -> None:
         t, e = self.cfg.train, self.cfg.eval

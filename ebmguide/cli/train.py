@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ebmguide.cli._common import add_set_option, describe_run, sample_command
+from ebmguide.cli._common import (
+    add_progress_options,
+    add_set_option,
+    describe_run,
+    progress_mode,
+    sample_command,
+)
 
 __all__ = ["register", "run"]
 
@@ -36,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--list", action="store_true", help="list the shipped configs and exit")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved configuration as TOML and exit")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress_options(p)
     p.set_defaults(func=run)
 
 
@@ -118,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     # Under torchrun (RANK/WORLD_SIZE set) this trains data-parallel; see docs/distributed.md.
     with distributed_session(resolve_device(cfg.device),
                              timeout_s=cfg.train.ddp_timeout_s) as ctx:
-        trainer = Trainer(cfg, run_dir, resume=checkpoint, progress=not args.no_progress,
+        trainer = Trainer(cfg, run_dir, resume=checkpoint, progress=progress_mode(args),
                           dist=ctx)
         try:
             final = trainer.run(until=args.until)
