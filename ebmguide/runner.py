@@ -8,7 +8,7 @@ iterations with :func:`~ebmguide.training.clel_step`, and writes a run folder::
     <run>/checkpoints/ckpt-<iteration>.pt
     <run>/samples/iter-<iteration>.png   data | replay buffer | fresh chains
     <run>/feature_net.pt        the cached evaluation network (shapes data)
-    <run>/tensorboard/          when torch.utils.tensorboard imports
+    <run>/tensorboard/          when torch.utils.tensorboard imports: scalars, sample grids, config
 
 All randomness comes from explicit generators whose states are checkpointed, so on CPU
 ``N`` iterations straight and ``N/2`` + resume + ``N/2`` give bit-identical parameters.
@@ -142,6 +142,7 @@ class Trainer:
         if self.dist.is_main:
             self.logger = RunLogger(self.run_dir, tensorboard=cfg.train.tensorboard,
                                     resume_iteration=self.iteration if resume is not None else None)
+            self.logger.log_text("config", dumps_toml(cfg), self.iteration)
         # distributed: DDP-wrapped networks for the training step (the plain ones on one process)
         self.train_ebm, self.train_guide = wrap_ddp(self.parts.ebm, self.parts.guide, self.dist)
         self._evaluator: Evaluator | None = None
@@ -391,5 +392,7 @@ class Trainer:
         data = self.data.held_out(fresh)
         panels = [("data", data), ("replay buffer", self.parts.sampler.buffer.states[:fresh]),
                   ("fresh chains (EMA)", self._fresh(fresh))]
-        return save_panels(panels, checked_path(self.run_dir,
+        path = save_panels(panels, checked_path(self.run_dir,
                                                 f"samples/iter-{self.iteration:08d}.png"))
+        self.logger.log_image("samples", path, self.iteration)  # TensorBoard, when it imports
+        return path
