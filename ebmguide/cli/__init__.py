@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -69,9 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ebmguide: error: {message}", file=sys.stderr)
         return 2
     except RunInterrupted as stop:
-        run_dir = shlex.quote(str(stop.checkpoint.parent.parent))
-        print(f"ebmguide: {stop}\ncontinue with:  ebmguide train --resume {run_dir}",
-              file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone says it
+            run_dir = shlex.quote(str(stop.checkpoint.parent.parent))
+            print(f"ebmguide: {stop}\ncontinue with:  ebmguide train --resume {run_dir}",
+                  file=sys.stderr)
         return stop.exit_code
     except KeyboardInterrupt:
         print("ebmguide: interrupted", file=sys.stderr)
