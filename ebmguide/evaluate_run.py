@@ -31,6 +31,7 @@ from ebmguide.config import RunConfig
 from ebmguide.evaluation import SweepState, buffer_protocol, fresh_chains
 from ebmguide.grid import save_panels, to_uint8
 from ebmguide.metrics import FrechetScorer, check_not_guide, kernel_distance
+from ebmguide.progress import progress_bar
 from ebmguide.real_sets import RealSets, real_sets
 from ebmguide.run_state import find_checkpoint, load_run
 
@@ -216,10 +217,12 @@ def prepare(args: Any, load_feature_net: Callable[[Any, RunConfig, Path], tuple[
     return plan
 
 
-def draw(plan: EvaluationPlan, progress: bool = True) -> Tensor:
-    """The samples: loaded, or drawn with a progress bar (ETA) and saved as the sweep goes."""
-    from tqdm.auto import tqdm
+def draw(plan: EvaluationPlan, progress: bool | str = True) -> Tensor:
+    """The samples: loaded, or drawn with progress (ETA) and saved as the sweep goes.
 
+    ``progress``: a mode of :func:`~ebmguide.progress.progress_bar` (True: ``"auto"``, a bar
+    on a terminal, a line every 30 s in a log file).
+    """
     if plan.samples is not None:
         return plan.samples
     args, folder = plan.args, plan.folder
@@ -228,14 +231,15 @@ def draw(plan: EvaluationPlan, progress: bool = True) -> Tensor:
     shape, g = sample_shape(plan.state), torch.Generator(plan.device).manual_seed(args.seed)
     steps = plan.extra["steps"]
     if args.protocol == "fresh":
-        with tqdm(total=args.n, unit="chain", desc="fresh chains", disable=not progress) as bar:
+        with progress_bar(progress, total=args.n, initial=0, desc="fresh chains", unit="chain",
+                          sweep=True) as bar:
             x = fresh_chains(ebm.energy, plan.cfg, shape, args.n, steps=steps, generator=g,
                              device=plan.device, chunk=args.chunk, on_chunk=bar.update)
     else:
         done = min(plan.resume.rounds_done, args.rounds) if plan.resume is not None else 0
-        with tqdm(total=args.n * args.rounds, initial=done * args.n, unit="chain",
-                  desc=f"buffer protocol ({done}/{args.rounds} rounds saved)",
-                  disable=not progress, dynamic_ncols=True) as bar:
+        with progress_bar(progress, total=args.n * args.rounds, initial=done * args.n,
+                          desc=f"buffer protocol ({done}/{args.rounds} rounds saved)",
+                          unit="chain", sweep=True) as bar:
 
             def saved(state: SweepState) -> None:
                 folder.save(state)

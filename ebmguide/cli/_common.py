@@ -18,13 +18,14 @@ def add_set_option(parser: argparse.ArgumentParser) -> None:
              "(values are TOML literals; repeatable)")
 
 
-def add_progress_options(parser: argparse.ArgumentParser) -> None:
+def add_progress_options(parser: argparse.ArgumentParser, *, what: str = "training",
+                         lines: str = "one line per log interval (train.log_every)") -> None:
     """``--progress auto|bar|lines|none`` and ``--no-progress`` (the same as ``none``)."""
     parser.add_argument(
         "--progress", choices=("auto", "bar", "lines", "none"), default="auto",
-        help="how training shows progress: a bar on a terminal and one line per log interval "
-             "(train.log_every) otherwise, e.g. in a log file (auto, the default); always the "
-             "bar; always lines; nothing until the end (none)")
+        help=f"how {what} shows progress: a bar on a terminal and {lines} otherwise, e.g. in a "
+             f"log file (auto, the default); always the bar; always lines; nothing until the end "
+             f"(none)")
     parser.add_argument("--no-progress", action="store_true",
                         help="print nothing until the end (the same as --progress none)")
 

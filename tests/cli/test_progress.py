@@ -79,3 +79,24 @@ def test_line_progress_counts_from_a_resumed_iteration() -> None:
     assert resolve_progress(True) == "auto" and resolve_progress(False) == "none"
     with pytest.raises(ValueError, match="progress must be one of auto, bar, lines, none"):
         resolve_progress("verbose")
+
+
+def test_sweep_lines_are_timed_and_end_with_the_last_chunk() -> None:
+    stream = io.StringIO()
+    bar = LineProgress(total=100, initial=0, desc="fresh chains", stream=stream, unit="chain",
+                       every_s=3600.0)
+    for _ in range(4):
+        bar.update(25)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1  # only the last update: not yet an hour since the start
+    assert lines[0].startswith("fresh chains: 100/100 chains (100.0%)  ")
+    assert " chain/s  elapsed " in lines[0]
+
+
+def test_evaluate_in_a_log_file_prints_lines_not_bar_frames(
+        tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", "--checkpoint", str(tiny_run), "--n", "8", "--steps", "1",
+                 "--out", str(tmp_path / "eval")]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    assert re.search(r"^fresh chains: 8/8 chains \(100\.0%\)  ", err, re.M), err
