@@ -29,9 +29,12 @@ demo: $(STAMP)
 # - MathJax: its single-file build with every TeX extension and SVG output (no font files to load).
 # - iframe-worker's shim: mkdocs-material's `offline` plugin runs the search worker through it
 #   (a page from disk may not start a web worker); left to itself the plugin links it from a CDN.
+# - Mermaid (diagrams): mkdocs-material links it from a CDN unless it is already loaded;
+#   docs/javascripts/mermaid-offline.js loads this copy on the pages that hold a diagram.
 VENDOR := docs/javascripts/vendor
 MATHJAX_JS := $(VENDOR)/mathjax/tex-svg-full.js
 IFRAME_WORKER_JS := $(VENDOR)/iframe-worker/shim.js
+MERMAID_JS := $(VENDOR)/mermaid/mermaid.min.js
 
 # $(call npm_file,NAME,VERSION,SHA256,FILE IN THE PACKAGE,DESTINATION)
 define npm_file
@@ -51,7 +54,10 @@ $(MATHJAX_JS):
 $(IFRAME_WORKER_JS):
 	$(call npm_file,iframe-worker,1.0.4,e8c5d12d87829c503afba01d67772ea9f4aba5b7ae57a0c98e1917711030efbb,shim/index.js,$@)
 
-docs-assets: $(MATHJAX_JS) $(IFRAME_WORKER_JS)
+$(MERMAID_JS):
+	$(call npm_file,mermaid,11.9.0,457d14c241bf63fdca6fd6ef0463d3a15f2061496429769c01b28c9203442320,dist/mermaid.min.js,$@)
+
+docs-assets: $(MATHJAX_JS) $(IFRAME_WORKER_JS) $(MERMAID_JS)
 
 # The offline-docs test (tests/test_docs_offline.py) drives Debian's headless Chromium; installed
 # here when missing (as root, as in CI). CHROMIUM names another binary.

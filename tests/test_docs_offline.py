@@ -4,10 +4,11 @@ The site is built as `make docs` builds it, then Debian's headless Chromium open
 a new network namespace (`unshare -n`: no way out but loopback), or, where no namespace can be
 made, with Chromium told to resolve no host and to send every request to a closed port. Checked:
 every equation of the pages that hold some was typeset by the bundled MathJax (an SVG
-`mjx-container` in each arithmatex element, no raw `\\(` or `\\[` left), served over HTTP and
-opened as `file://`; and a search from disk (`index.html?q=...`, which mkdocs-material's search
-reads) lists results. A control run on a copy of the site without the bundled scripts must fail
-both checks, so they can fail.
+`mjx-container` in each arithmatex element, no raw `\\(` or `\\[` left) and the diagram of the
+concepts page was drawn by the bundled Mermaid, served over HTTP and opened as `file://`; and a
+search from disk (`index.html?q=...`, which mkdocs-material's search reads) lists results. A
+control run on a copy of the site without the bundled scripts must fail every check, so they can
+fail.
 
 `make test` installs what this needs (the bundled scripts with `make docs-assets`, Chromium with
 apt-get when it is missing); run directly, the test fails (never skips) when either is missing.
@@ -30,7 +31,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 HELPER = Path(__file__).with_name("docs_browser.py")
 VENDOR = ROOT / "docs" / "javascripts" / "vendor"
-BUNDLED = (VENDOR / "mathjax" / "tex-svg-full.js", VENDOR / "iframe-worker" / "shim.js")
+BUNDLED = (VENDOR / "mathjax" / "tex-svg-full.js", VENDOR / "iframe-worker" / "shim.js",
+           VENDOR / "mermaid" / "mermaid.min.js")
 MATH_PAGES = ("index.html", "concepts.html", "data.html", "extend.html")
 SEARCH = ("index.html?q=langevin", "concepts.html?q=nt-xent")
 
@@ -84,6 +86,11 @@ def math_problems(dom: str) -> list[str]:
            if not e["rendered"] or re.search(r"\\[\[\(]", e["text"])]
     return [f"{len(raw)} of {len(collector.found)} equations not typeset, e.g. {raw[0]!r}"] if raw \
         else []
+
+
+def diagram_drawn(dom: str) -> bool:
+    """mkdocs-material swaps a drawn diagram's ``<pre class="mermaid">`` for a ``<div>`` host."""
+    return bool(re.search(r'<div class="mermaid"', dom)) and "flowchart TD" not in dom
 
 
 def build_site(site_dir: Path) -> subprocess.CompletedProcess[str]:
@@ -152,6 +159,7 @@ def test_equations_and_search_work_offline_in_chromium(site: Path) -> None:
         assert not network, "the network namespace still reached the outside"
     for page in pages[:len(MATH_PAGES) * 2]:
         assert math_problems(doms[page]) == [], page
+    assert diagram_drawn(doms["file:concepts.html"]) and diagram_drawn(doms["http:concepts.html"])
     for page in pages[len(MATH_PAGES) * 2:]:
         assert search_results(doms[page]) > 0, f"{page}: the search listed no result"
 
@@ -166,3 +174,4 @@ def test_the_checks_fail_without_the_bundled_scripts(site: Path, tmp_path: Path)
     assert problems and "not typeset" in problems[0]
     assert "\\[" in problems[0] or "\\(" in problems[0]
     assert search_results(doms[f"file:{SEARCH[0]}"]) == 0
+    assert not diagram_drawn(doms["file:concepts.html"])
