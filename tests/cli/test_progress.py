@@ -7,10 +7,12 @@ import io
 import os
 import pty
 import re
+import select
 import struct
 import subprocess
 import sys
 import termios
+import time
 from pathlib import Path
 
 import pytest
@@ -54,8 +56,13 @@ def test_a_terminal_gets_the_bar(tmp_path: Path) -> None:
                              "--out", str(tmp_path / "run")], stdout=subprocess.DEVNULL,
                             stderr=follower, env=env)
     os.close(follower)
-    chunks = []
-    while True:
+    chunks, deadline = [], time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([leader], [], [], 1.0)
+        if not ready:
+            if proc.poll() is not None:
+                break
+            continue
         try:
             chunk = os.read(leader, 4096)
         except OSError:  # the child closed the terminal
