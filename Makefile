@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH_PIN ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-slow lint typecheck docs bench clean
+.PHONY: install demo test test-slow lint typecheck docs docs-assets browser bench clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,56 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/ebmguide demo --out runs/demo
 
+# What the built site needs in the reader's browser, bundled so that it works with no network and
+# opened from disk (file://); fetched from the npm registry at pinned versions, each checked against
+# its SHA-256, into docs/javascripts/vendor/ (not in git), with its licence. The npm packages are
+# the projects' own distributions (no PyPI package ships MathJax 3 on its own), and npm comes with
+# this machine's Node.js; mkdocs-material's `offline` plugin does the rest. Why these two:
+# - MathJax: its single-file build with every TeX extension and SVG output (no font files to load).
+# - iframe-worker's shim: mkdocs-material's `offline` plugin runs the search worker through it
+#   (a page from disk may not start a web worker); left to itself the plugin links it from a CDN.
+# - Mermaid (diagrams): mkdocs-material links it from a CDN unless it is already loaded;
+#   docs/javascripts/mermaid-offline.js loads this copy on the pages that hold a diagram.
+VENDOR := docs/javascripts/vendor
+MATHJAX_JS := $(VENDOR)/mathjax/tex-svg-full.js
+IFRAME_WORKER_JS := $(VENDOR)/iframe-worker/shim.js
+MERMAID_JS := $(VENDOR)/mermaid/mermaid.min.js
+
+# $(call npm_file,NAME,VERSION,SHA256,FILE IN THE PACKAGE,DESTINATION)
+define npm_file
+	@command -v npm >/dev/null || (apt-get update -q && apt-get install -y -q npm)
+	rm -rf $(5).tmp && mkdir -p $(5).tmp $(dir $(5))
+	cd $(5).tmp && npm pack --silent $(1)@$(2) >/dev/null
+	cd $(5).tmp && echo "$(3)  $(1)-$(2).tgz" | sha256sum -c --quiet
+	tar xzf $(5).tmp/$(1)-$(2).tgz -C $(5).tmp package/$(4) package/LICENSE
+	mv $(5).tmp/package/LICENSE $(dir $(5))LICENSE
+	mv $(5).tmp/package/$(4) $(5)
+	rm -rf $(5).tmp
+endef
+
+$(MATHJAX_JS):
+	$(call npm_file,mathjax,3.2.2,1b9c0a1c44df864e915690558e72adb9cc5203360daefd385084ced3b6c64c09,es5/tex-svg-full.js,$@)
+
+$(IFRAME_WORKER_JS):
+	$(call npm_file,iframe-worker,1.0.4,e8c5d12d87829c503afba01d67772ea9f4aba5b7ae57a0c98e1917711030efbb,shim/index.js,$@)
+
+$(MERMAID_JS):
+	$(call npm_file,mermaid,11.9.0,457d14c241bf63fdca6fd6ef0463d3a15f2061496429769c01b28c9203442320,dist/mermaid.min.js,$@)
+
+docs-assets: $(MATHJAX_JS) $(IFRAME_WORKER_JS) $(MERMAID_JS)
+
+# The offline-docs test (tests/test_docs_offline.py) drives Debian's headless Chromium; installed
+# here when missing (as root, as in CI). CHROMIUM names another binary.
+CHROMIUM ?= chromium
+browser:
+	@command -v $(CHROMIUM) >/dev/null || (apt-get update -q && apt-get install -y -q chromium) \
+		|| (echo "make: install Debian's chromium (apt-get install chromium) or set CHROMIUM=" >&2; \
+		    exit 1)
+
 # OMP_WAIT_POLICY=PASSIVE: torch's OpenMP threads sleep instead of spinning at barriers, which
 # keeps the many small tensors of the suite fast on a 2-core machine shared with other work.
-test: $(STAMP)
-	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -q
+test: $(STAMP) docs-assets browser
+	OMP_WAIT_POLICY=PASSIVE CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q
 
 test-slow: $(STAMP)
 	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -q -m slow
@@ -35,7 +81,7 @@ lint: $(STAMP)
 
 # NO_MKDOCS_2_WARNING: mkdocs-material prints a banner about a future MkDocs 2.0 on every build;
 # it is about the tool, not this site, and would hide real warnings. --strict fails on those.
-docs: $(STAMP)
+docs: $(STAMP) docs-assets
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 # The benchmark's own environment: the pinned CPU torch, ebmguide, and the two libraries it is
@@ -62,4 +108,4 @@ bench: $(BENCH_STAMP)
 	$(BENCH_PY) -m benchmarks.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) site build *.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) site build *.egg-info $(VENDOR)

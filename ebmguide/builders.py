@@ -16,6 +16,7 @@ from ebmguide.data import InfiniteBatches, dequantize, load_cifar10, make_shapes
 from ebmguide.ema import make_ema
 from ebmguide.energy import SphericalEBM
 from ebmguide.guide import SimCLRGuide
+from ebmguide.layer_checks import check_energy_layers
 from ebmguide.losses import CLELLoss
 from ebmguide.nets import CIFARResNet18, MLPBackbone, SmallCNN, clel_resnet
 from ebmguide.optim import Optimizers, clel_optimizers
@@ -218,6 +219,7 @@ def build_components(cfg: RunConfig, shape: tuple[int, ...], device: torch.devic
     """Networks (initialised from the global RNG seeded with ``cfg.seed``), sampler, optimizers."""
     torch.manual_seed(cfg.seed)
     ebm = build_ebm(cfg, shape).to(device)
+    check_energy_layers(ebm, name=f"the EBM (model.backbone = {cfg.model.backbone!r})")
     guide = build_guide(cfg, shape).to(device)
     o = cfg.optim
     optimizers = clel_optimizers(

@@ -31,6 +31,7 @@ from ebmguide.config import RunConfig
 from ebmguide.evaluation import SweepState, buffer_protocol, fresh_chains
 from ebmguide.grid import save_panels, to_uint8
 from ebmguide.metrics import FrechetScorer, check_not_guide, kernel_distance
+from ebmguide.progress import progress_bar
 from ebmguide.real_sets import RealSets, real_sets
 from ebmguide.run_state import find_checkpoint, load_run
 
@@ -108,20 +109,56 @@ def _check_options(args: Any) -> None:
         raise ValueError(f"--steps must not be negative, got {args.steps}.")
 
 
-def _load_samples(path: Path, shape: tuple[int, ...]) -> Tensor:
+def _read_samples(path: Path) -> Tensor:
+    """The tensor of a samples file (``.npz`` with ``images``, or a ``.pt`` tensor)."""
     if path.is_dir():
         raise IsADirectoryError(f"samples file {path}: Is a directory; check the path, that it "
                                 f"is a file (.npz with an 'images' array, or a .pt tensor).")
     if not path.is_file():
         raise FileNotFoundError(f"samples file {path} does not exist.")
     if path.suffix == ".npz":
-        data = torch.from_numpy(np.load(path)["images"])
-    else:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with np.load(path) as arrays:
+            if "images" not in arrays:
+                raise ValueError(f"{path} holds the arrays {sorted(arrays.files)} but no "
+                                 f"'images': pass an .npz written by `ebmguide sample`, or save "
+                                 f"yours with np.savez(path, images=array).")
+            return torch.from_numpy(arrays["images"])
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(data, Tensor):
+        raise ValueError(f"{path} holds a {type(data).__name__}, not a tensor: save the samples "
+                         f"with torch.save(tensor, path) (N, C, H, W).")
+    return data
+
+
+def _load_samples(path: Path, shape: tuple[int, ...]) -> Tensor:
+    """Samples to score, refused unless they match the run: shape, count, dtype and range.
+
+    Raises:
+        ValueError: naming what the file holds and what this run's samples are.
+    """
+    data = _read_samples(path)
     if tuple(data.shape[1:]) != shape or len(data) < 2:
-        raise ValueError(f"{path} holds samples of shape {tuple(data.shape)}; this run's "
-                         f"samples are (N >= 2, {', '.join(map(str, shape))}).")
-    return data.float() / 255 if data.dtype == torch.uint8 else data.float()
+        expected = "x".join(map(str, shape))
+        got = "x".join(map(str, data.shape[1:])) or "scalars"
+        hint = (" (channels last? move them first: array.transpose(0, 3, 1, 2))"
+                if len(shape) == 3 and tuple(data.shape[1:]) == (*shape[1:], shape[0]) else "")
+        raise ValueError(f"{path} holds {len(data) if data.dim() else 0} samples of {got}; this "
+                         f"run's samples are {expected} (and at least 2){hint}: score samples of "
+                         f"this run, e.g. from `ebmguide sample --checkpoint <run>`.")
+    if data.dtype == torch.uint8:
+        return data.float() / 255
+    if not data.is_floating_point():
+        raise ValueError(f"{path} holds {data.dtype} samples: pass uint8 pixels (0-255) or "
+                         f"floats in [0, 1].")
+    data = data.float()
+    if not bool(data.isfinite().all()):
+        raise ValueError(f"{path} holds NaN or inf values: these samples cannot be scored.")
+    low, high = float(data.min()), float(data.max())
+    if len(shape) == 3 and (low < -1e-3 or high > 1 + 1e-3):
+        raise ValueError(f"{path} holds image values in [{low:.4g}, {high:.4g}]; this run's "
+                         f"images lie in [0, 1]: divide 8-bit pixels by 255 (or pass them as "
+                         f"uint8).")
+    return data
 
 
 def _protocol(args: Any, cfg: RunConfig, steps: int) -> str:
@@ -142,12 +179,12 @@ def prepare(args: Any, load_feature_net: Callable[[Any, RunConfig, Path], tuple[
     state, cfg = load_run(checkpoint)
     run_dir = checkpoint.parent.parent
     device = resolve_device(args.device or cfg.device)
+    shape = sample_shape(state)
+    samples = None if args.samples is None else _load_samples(args.samples, shape)
     net, label = load_feature_net(args, cfg, run_dir)
     for key in ("guide", "guide_ema"):  # the online and the EMA guide, compared by value
         if isinstance(state.get(key), dict):
             check_not_guide(net, state[key])
-    shape = sample_shape(state)
-    samples = None if args.samples is None else _load_samples(args.samples, shape)
     n = args.n if samples is None else len(samples)
     sets = real_sets(load_training_data(cfg), args.real, n)
     floor = sets.floor[1] if sets.plan.floor_uses_reference else sets.floor
@@ -180,10 +217,12 @@ def prepare(args: Any, load_feature_net: Callable[[Any, RunConfig, Path], tuple[
     return plan
 
 
-def draw(plan: EvaluationPlan, progress: bool = True) -> Tensor:
-    """The samples: loaded, or drawn with a progress bar (ETA) and saved as the sweep goes."""
-    from tqdm.auto import tqdm
+def draw(plan: EvaluationPlan, progress: bool | str = True) -> Tensor:
+    """The samples: loaded, or drawn with progress (ETA) and saved as the sweep goes.
 
+    ``progress``: a mode of :func:`~ebmguide.progress.progress_bar` (True: ``"auto"``, a bar
+    on a terminal, a line every 30 s in a log file).
+    """
     if plan.samples is not None:
         return plan.samples
     args, folder = plan.args, plan.folder
@@ -192,14 +231,15 @@ def draw(plan: EvaluationPlan, progress: bool = True) -> Tensor:
     shape, g = sample_shape(plan.state), torch.Generator(plan.device).manual_seed(args.seed)
     steps = plan.extra["steps"]
     if args.protocol == "fresh":
-        with tqdm(total=args.n, unit="chain", desc="fresh chains", disable=not progress) as bar:
+        with progress_bar(progress, total=args.n, initial=0, desc="fresh chains", unit="chain",
+                          sweep=True) as bar:
             x = fresh_chains(ebm.energy, plan.cfg, shape, args.n, steps=steps, generator=g,
                              device=plan.device, chunk=args.chunk, on_chunk=bar.update)
     else:
         done = min(plan.resume.rounds_done, args.rounds) if plan.resume is not None else 0
-        with tqdm(total=args.n * args.rounds, initial=done * args.n, unit="chain",
-                  desc=f"buffer protocol ({done}/{args.rounds} rounds saved)",
-                  disable=not progress, dynamic_ncols=True) as bar:
+        with progress_bar(progress, total=args.n * args.rounds, initial=done * args.n,
+                          desc=f"buffer protocol ({done}/{args.rounds} rounds saved)",
+                          unit="chain", sweep=True) as bar:
 
             def saved(state: SweepState) -> None:
                 folder.save(state)

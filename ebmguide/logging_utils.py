@@ -1,4 +1,9 @@
-"""Run logging: a JSON-lines file always, TensorBoard when ``torch.utils.tensorboard`` imports."""
+"""Run logging: a JSON-lines file always, TensorBoard when ``torch.utils.tensorboard`` imports.
+
+TensorBoard receives every number of ``metrics.jsonl`` as a scalar (``train/loss``,
+``eval/buffer_fd``, ...), each sample grid the run writes as an image (``samples``: data |
+replay buffer | fresh chains) and the resolved configuration as text (``config``, TOML).
+"""
 
 from __future__ import annotations
 
@@ -70,6 +75,26 @@ class RunLogger:
             for key, value in values.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     self._writer.add_scalar(f"{kind}/{key}", value, iteration)
+
+    def log_image(self, tag: str, png: str | Path, iteration: int) -> None:
+        """Send the PNG file ``png`` (e.g. a sample grid) to TensorBoard as image ``tag``."""
+        if self._writer is None:
+            return
+        import numpy as np
+        from PIL import Image
+
+        with Image.open(png) as image:
+            array = np.asarray(image.convert("RGB"))
+        self._writer.add_image(tag, array, iteration, dataformats="HWC")
+        self._writer.flush()
+
+    def log_text(self, tag: str, text: str, iteration: int) -> None:
+        """Send ``text`` to TensorBoard as preformatted text ``tag`` (its Markdown code block)."""
+        if self._writer is None:
+            return
+        self._writer.add_text(tag, "\n".join("    " + line for line in text.splitlines()),
+                              iteration)
+        self._writer.flush()
 
     def close(self) -> None:
         """Close the files."""

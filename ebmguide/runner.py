@@ -8,7 +8,7 @@ iterations with :func:`~ebmguide.training.clel_step`, and writes a run folder::
     <run>/checkpoints/ckpt-<iteration>.pt
     <run>/samples/iter-<iteration>.png   data | replay buffer | fresh chains
     <run>/feature_net.pt        the cached evaluation network (shapes data)
-    <run>/tensorboard/          when torch.utils.tensorboard imports
+    <run>/tensorboard/          when torch.utils.tensorboard imports: scalars, sample grids, config
 
 All randomness comes from explicit generators whose states are checkpointed, so on CPU
 ``N`` iterations straight and ``N/2`` + resume + ``N/2`` give bit-identical parameters.
@@ -16,10 +16,14 @@ All randomness comes from explicit generators whose states are checkpointed, so 
 Divergence guard (:mod:`ebmguide.divergence`): after every iteration one host sync checks that
 the samples, energies and loss terms are finite; if not, the run stops with a
 :class:`DivergenceError` or rolls back to its last good checkpoint (``train.on_divergence``).
+
+Interruption (:mod:`ebmguide.interrupt`): SIGINT (Ctrl-C) or SIGTERM during :meth:`Trainer.run`
+finishes the current iteration, writes a checkpoint and raises :class:`RunInterrupted` naming it.
 """
 
 from __future__ import annotations
 
+import signal
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -34,6 +38,7 @@ from ebmguide.checkpoint import CheckpointManager
 from ebmguide.config import RunConfig, config_to_dict, dumps_toml
 from ebmguide.distributed import (
     DistributedContext,
+    any_rank,
     local_context,
     rank_seed,
     reduce_mean,
@@ -60,7 +65,9 @@ from ebmguide.ema import update_ema
 from ebmguide.energy import SphericalEBM
 from ebmguide.evaluation import Evaluator, fresh_chains
 from ebmguide.grid import save_panels
+from ebmguide.interrupt import RunInterrupted, StopRequest, stop_on_signals
 from ebmguide.logging_utils import RunLogger
+from ebmguide.progress import progress_bar, resolve_progress
 from ebmguide.run_folder import RunLock, checked_path, open_run_folder, write_text_atomic
 from ebmguide.run_state import (
     components_state,
@@ -77,7 +84,8 @@ from ebmguide.sampling.diagnostics import (
 )
 from ebmguide.training import clel_step
 
-__all__ = ["DivergenceError", "Trainer", "find_checkpoint", "load_run", "load_state"]
+__all__ = ["DivergenceError", "RunInterrupted", "Trainer", "find_checkpoint", "load_run",
+           "load_state"]
 
 _FLAGS = ("samples", "gradients", "parameters", "ema", "optimizer", "buffer")  # guard-only terms
 
@@ -89,7 +97,9 @@ class Trainer:
         cfg: the configuration.
         run_dir: the run folder (created).
         resume: a checkpoint file or run folder to continue from.
-        progress: show a tqdm progress bar.
+        progress: ``"auto"`` (or True): a tqdm bar on a terminal, one line per log interval
+            otherwise (a log file); ``"bar"``, ``"lines"``, or ``"none"`` (or False); see
+            :mod:`ebmguide.progress`.
         hooks: callables ``hook(trainer, iteration)`` run before each iteration (0-based), e.g.
             for fault injection in tests.
         dist: the torchrun context from :func:`ebmguide.distributed.init_distributed` for a
@@ -98,10 +108,11 @@ class Trainer:
     """
 
     def __init__(self, cfg: RunConfig, run_dir: str | Path, *, resume: str | Path | None = None,
-                 progress: bool = True,
+                 progress: bool | str = True,
                  hooks: Sequence[Callable[[Trainer, int], None]] = (),
                  dist: DistributedContext | None = None) -> None:
-        self.cfg, self.run_dir, self.progress, self.hooks = cfg, Path(run_dir), progress, hooks
+        self.cfg, self.run_dir, self.hooks = cfg, Path(run_dir), hooks
+        self.progress = resolve_progress(progress)
         if cfg.train.num_threads > 0:
             torch.set_num_threads(cfg.train.num_threads)
         self.dist = dist if dist is not None else local_context(resolve_device(cfg.device))
@@ -131,6 +142,7 @@ class Trainer:
         if self.dist.is_main:
             self.logger = RunLogger(self.run_dir, tensorboard=cfg.train.tensorboard,
                                     resume_iteration=self.iteration if resume is not None else None)
+            self.logger.log_text("config", dumps_toml(cfg), self.iteration)
         # distributed: DDP-wrapped networks for the training step (the plain ones on one process)
         self.train_ebm, self.train_guide = wrap_ddp(self.parts.ebm, self.parts.guide, self.dist)
         self._evaluator: Evaluator | None = None
@@ -138,6 +150,7 @@ class Trainer:
         self._movement = torch.zeros(3, device=self.device)
         self._movement_count = 0
         self._warned: set[str] = set()
+        self.stop = StopRequest()  # set by SIGINT/SIGTERM during run(), or by a hook
 
     def close(self) -> None:
         """Release the DDP wrappers (before the process group goes) and the lock; idempotent."""
@@ -213,11 +226,18 @@ class Trainer:
         A checkpoint is written every ``train.checkpoint_every`` iterations and at the end.
         Stopping early (``until`` below the total) and resuming gives the same result. The run
         folder's lock is held while it runs.
+
+        SIGINT and SIGTERM (from the main thread), or ``trainer.stop.request()`` from a hook, stop
+        the run after the current iteration: a checkpoint of it is written and
+        :class:`RunInterrupted` (a :class:`KeyboardInterrupt`) names that file. Under torchrun
+        every rank stops after the same iteration.
         """
         if self._lock is not None:
             self._lock.acquire()
+        self.stop.clear()
         try:
-            return self._run(until)
+            with stop_on_signals(self.stop, announce=self.dist.is_main):
+                return self._run(until)
         finally:
             if self._lock is not None:
                 self._lock.release()
@@ -231,8 +251,13 @@ class Trainer:
         if self.iteration == 0 and self.cfg.eval.every > 0:
             self.evaluate(fresh=False)
         clock, last_iteration = time.perf_counter(), self.iteration
+        stopped = False
         try:
             while self.iteration < end:
+                # distributed: one rank's signal stops every rank after the same iteration
+                stopped = any_rank(self.stop.requested, self.device)
+                if stopped:
+                    break
                 for hook in self.hooks:
                     hook(self, self.iteration)
                 terms = self.step()
@@ -259,10 +284,13 @@ class Trainer:
                 self._periodic(end)
         finally:
             bar.close()
-        final = self.evaluate(fresh=True) if self.iteration >= t.iterations else {}
+        final = self.evaluate(fresh=True) if self.iteration >= t.iterations and not stopped else {}
         if not self.manager.checkpoints() or self._latest_iteration() != self.iteration:
             self.save_checkpoint()
         self.logger.close()
+        if stopped:
+            raise RunInterrupted(self.stop.signum or signal.SIGTERM, self.iteration,
+                                 t.iterations, self.manager.checkpoints()[-1])
         return final
 
     def _latest_iteration(self) -> int:
@@ -270,11 +298,8 @@ class Trainer:
         return int(latest[-1].stem.rsplit("-", 1)[-1]) if latest else -1
 
     def _progress_bar(self, end: int) -> Any:
-        from tqdm.auto import tqdm
-
-        return tqdm(total=end, initial=self.iteration,
-                    disable=not self.progress or not self.dist.is_main,
-                    desc=self.cfg.name, unit="it", dynamic_ncols=True, mininterval=0.5)
+        mode = self.progress if self.dist.is_main else "none"
+        return progress_bar(mode, total=end, initial=self.iteration, desc=self.cfg.name)
 
     def _periodic(self, end: int) -> None:
         t, e = self.cfg.train, self.cfg.eval
@@ -367,5 +392,7 @@ class Trainer:
         data = self.data.held_out(fresh)
         panels = [("data", data), ("replay buffer", self.parts.sampler.buffer.states[:fresh]),
                   ("fresh chains (EMA)", self._fresh(fresh))]
-        return save_panels(panels, checked_path(self.run_dir,
+        path = save_panels(panels, checked_path(self.run_dir,
                                                 f"samples/iter-{self.iteration:08d}.png"))
+        self.logger.log_image("samples", path, self.iteration)  # TensorBoard, when it imports
+        return path

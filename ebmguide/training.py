@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from ebmguide._validation import check_batch_fits, check_generator, check_tensor, module_device
+from ebmguide.layer_checks import check_energy_layers
 from ebmguide.losses import CLELLoss
 from ebmguide.protocols import (
     ContrastiveGuide,
@@ -47,7 +48,12 @@ class StepOutput(NamedTuple):
 def check_components(
     ebm: object, guide: object, sampler: object, loss_fn: object | None = None
 ) -> None:
-    """Raise ``TypeError`` naming the component that does not satisfy its protocol."""
+    """Raise ``TypeError`` naming the component that does not satisfy its protocol.
+
+    Also warns (:class:`~ebmguide.layer_checks.EnergyLayerWarning`) when the EBM holds
+    normalisation or dropout layers: CLEL needs a batch-independent, deterministic energy. Call
+    it once, where the components are put together (:func:`clel_step` does not check per step).
+    """
     for name, obj, proto in (("ebm", ebm, EnergyModel), ("guide", guide, ContrastiveGuide),
                              ("sampler", sampler, LangevinSampler)):
         if not isinstance(obj, proto):
@@ -57,6 +63,7 @@ def check_components(
             )
     if loss_fn is not None and not isinstance(loss_fn, JointLoss):
         raise TypeError(f"loss_fn ({type(loss_fn).__name__}) does not satisfy JointLoss.")
+    check_energy_layers(ebm)
 
 
 @contextmanager

@@ -39,4 +39,5 @@ def test_docs_build_strict_without_warnings(tmp_path: Path) -> None:
         f"mkdocs build --strict failed (exit {result.returncode}):\n" + "\n".join(problems or [log])
     )
     assert (tmp_path / "site" / "index.html").is_file()
-    assert (tmp_path / "site" / "api" / "protocols" / "index.html").is_file()
+    # the offline plugin: page files, not folders, so that links work from disk (file://)
+    assert (tmp_path / "site" / "api" / "protocols.html").is_file()

@@ -5,7 +5,9 @@ Each module ``ebmguide/cli/<name>.py`` listed in :data:`COMMANDS` exposes
 ``run(args) -> int``. User errors (``ValueError``, ``TypeError``, ``OSError`` such as an
 unreadable or missing file, :class:`~ebmguide.runner.DivergenceError` and a torchrun rank that
 stopped answering) are printed as ``ebmguide: error: <message>`` on one line with exit code 2 and
-no traceback, unless ``--debug`` is given.
+no traceback, unless ``--debug`` is given. A training run stopped by SIGINT or SIGTERM
+(:class:`~ebmguide.interrupt.RunInterrupted`) prints the checkpoint it wrote and the command that
+continues it, and exits with 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -51,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
+    from ebmguide.interrupt import RunInterrupted
     from ebmguide.runner import DivergenceError
 
     try:
@@ -64,6 +69,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                        f"a file (not a folder) and that you may read (or write) it.")
         print(f"ebmguide: error: {message}", file=sys.stderr)
         return 2
+    except RunInterrupted as stop:
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone says it
+            run_dir = shlex.quote(str(stop.checkpoint.parent.parent))
+            print(f"ebmguide: {stop}\ncontinue with:  ebmguide train --resume {run_dir}",
+                  file=sys.stderr)
+        return stop.exit_code
     except KeyboardInterrupt:
         print("ebmguide: interrupted", file=sys.stderr)
         return 130

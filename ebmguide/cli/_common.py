@@ -6,7 +6,8 @@ import argparse
 import shlex
 from pathlib import Path
 
-__all__ = ["add_set_option", "describe_run", "sample_command"]
+__all__ = ["add_progress_options", "add_set_option", "describe_run", "progress_mode",
+           "sample_command"]
 
 
 def add_set_option(parser: argparse.ArgumentParser) -> None:
@@ -15,6 +16,23 @@ def add_set_option(parser: argparse.ArgumentParser) -> None:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override one setting, e.g. --set train.iterations=200 --set optim.ebm_lr=1e-4 "
              "(values are TOML literals; repeatable)")
+
+
+def add_progress_options(parser: argparse.ArgumentParser, *, what: str = "training",
+                         lines: str = "one line per log interval (train.log_every)") -> None:
+    """``--progress auto|bar|lines|none`` and ``--no-progress`` (the same as ``none``)."""
+    parser.add_argument(
+        "--progress", choices=("auto", "bar", "lines", "none"), default="auto",
+        help=f"how {what} shows progress: a bar on a terminal and {lines} otherwise, e.g. in a "
+             f"log file (auto, the default); always the bar; always lines; nothing until the end "
+             f"(none)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="print nothing until the end (the same as --progress none)")
+
+
+def progress_mode(args: argparse.Namespace) -> str:
+    """The progress mode the options ask for."""
+    return "none" if args.no_progress else str(args.progress)
 
 
 def sample_command(checkpoint: Path) -> str:

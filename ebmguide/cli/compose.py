@@ -59,9 +59,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--no-ema", action="store_true", help="use the online networks")
     p.add_argument("--composed-only", action="store_true",
                    help="draw only the composition, not a row per condition")
-    p.add_argument("--output", "-o", type=Path, metavar="PNG",
-                   help="the PNG grid to write (default: <run folder>/compose.png)")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="folder receiving compose.png (the grid) and compose.npz (the composed "
+                        "samples) (default: the run folder)")
+    # The option of earlier versions, refused with a pointer to --out.
+    p.add_argument("--output", "-o", dest="old_output", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
+
+
+def output_folder(args: argparse.Namespace, run_dir: Path) -> Path:
+    """``--out`` (a folder) or the run folder; refuses the old ``--output FILE`` and a file."""
+    if args.old_output is not None:
+        raise ValueError(f"--output is gone: --out is the output folder in every command; pass "
+                         f"--out DIR (compose.png and compose.npz are written there), e.g. --out "
+                         f"{Path(args.old_output).parent}.")
+    if args.out is None:
+        return run_dir
+    if args.out.exists() and not args.out.is_dir():
+        raise ValueError(f"--out {args.out} is a file: pass a folder for compose.png and "
+                         f"compose.npz.")
+    if not args.out.exists() and args.out.suffix.lower() in (".png", ".npz"):
+        raise ValueError(f"--out {args.out} looks like a file name: --out is the output folder "
+                         f"(compose.png and compose.npz are written there); pass e.g. --out "
+                         f"{args.out.with_suffix('')}.")
+    return Path(args.out)
 
 
 def add_condition_options(p: argparse.ArgumentParser, *, condition: bool = False) -> None:
@@ -304,10 +325,10 @@ def run(args: argparse.Namespace) -> int:
                        n_labelled=args.labelled)
     rows = sample_rows(ctx, _composition(args, ctx), n=args.n, beta=args.beta, steps=args.steps,
                        seed=args.seed, init=args.init)
-    out = args.output or ctx.checkpoint.parent.parent / "compose.png"
+    folder = output_folder(args, ctx.checkpoint.parent.parent)
     _check_rows(rows, "ebmguide compose")
-    save_rows(rows, out)
-    tensors = out.with_suffix(".npz")
+    out = save_rows(rows, folder / "compose.png")
+    tensors = folder / "compose.npz"
     np.savez_compressed(tensors, images=to_uint8(rows[-1][1]).numpy())
     print(f"{rows[-1][0]}: {args.n} samples (beta {args.beta}) from {ctx.checkpoint}\n"
           f"  grid:    {out}\n  tensors: {tensors}")

@@ -7,7 +7,12 @@ import re
 import time
 from pathlib import Path
 
-from ebmguide.cli._common import add_set_option, describe_run
+from ebmguide.cli._common import (
+    add_progress_options,
+    add_set_option,
+    describe_run,
+    progress_mode,
+)
 
 __all__ = ["register", "run"]
 
@@ -36,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="CPU threads (default: the recipe's 2)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     add_set_option(p)
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress_options(p)
     p.set_defaults(func=run)
 
 
@@ -97,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     print(f"ebmguide demo: {cfg.train.iterations} CLEL iterations on the embedded shapes "
           f"({cfg.data.size}x{cfg.data.size}), {cfg.train.num_threads or 'default'} CPU threads")
-    trainer = Trainer(cfg, args.out, progress=not args.no_progress)
+    trainer = Trainer(cfg, args.out, progress=progress_mode(args))
     final = trainer.run()
     print(f"done in {time.perf_counter() - start:.0f} s")
     print(quality_summary(args.out))

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ebmguide.cli._common import add_progress_options, progress_mode
 from ebmguide.cli.sample import add_sampling_options
 
 __all__ = ["format_table", "load_feature_net", "register", "run"]
@@ -57,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         "folder resumes a sweep")
     p.add_argument("--kid", action="store_true", help="also compute KID")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_options(p, what="the sweep", lines="a line every 30 s")
     p.set_defaults(func=run)
 
 
@@ -141,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
                if done >= args.rounds else f"; resuming after round {done} of {args.rounds}")
     print(f"checks passed: {plan.protocol}; real {plan.sets.plan.reference}, floor "
           f"{plan.sets.plan.floor_label}{where}{resumed}", flush=True)
-    fake = draw(plan, progress=not args.no_progress)
+    fake = draw(plan, progress=progress_mode(args))
     values = score(plan, fake)
     print(format_table(values))
     text = json.dumps(values, indent=2) + "\n"

@@ -90,11 +90,12 @@ def draw_samples(args: argparse.Namespace) -> tuple[Any, Any, Any, Path]:
 
 def _buffer_with_progress(ebm: Any, cfg: Any, shape: tuple[int, ...], args: argparse.Namespace,
                           g: Any, device: Any) -> Any:
-    from tqdm.auto import tqdm
-
     from ebmguide.evaluation import buffer_protocol
+    from ebmguide.progress import progress_bar
 
-    with tqdm(total=args.n * args.rounds, unit="chain", desc="buffer protocol") as bar:
+    # a bar on a terminal, a line every 30 s in a log file
+    with progress_bar("auto", total=args.n * args.rounds, initial=0, desc="buffer protocol",
+                      unit="chain", sweep=True) as bar:
         return buffer_protocol(ebm.energy, cfg, shape, args.n, rounds=args.rounds, generator=g,
                                device=device, chunk=args.chunk, steps=args.steps,
                                on_chunk=bar.update)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ebmguide.cli._common import add_set_option, describe_run
+from ebmguide.cli._common import (
+    add_progress_options,
+    add_set_option,
+    describe_run,
+    progress_mode,
+    sample_command,
+)
 
 __all__ = ["register", "run"]
 
@@ -36,8 +42,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--list", action="store_true", help="list the shipped configs and exit")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved configuration as TOML and exit")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress_options(p)
     p.set_defaults(func=run)
+
+
+def announce_resume(checkpoint: Path, iteration: int, total: int, until: int | None) -> bool:
+    """Print where a resumed run continues; False (after saying so) when nothing is left to do.
+
+    Args:
+        checkpoint: the checkpoint being resumed.
+        iteration: the iterations it holds.
+        total: ``train.iterations`` of the resumed configuration (``--set`` may raise it).
+        until: ``--until``, if given.
+    """
+    if iteration >= total:
+        print(f"{checkpoint} is a finished run (iteration {iteration} of {total}): nothing to "
+              f"train. Train further with --set train.iterations=N (N > {total}), or sample "
+              f"from it: {sample_command(checkpoint)}")
+        return False
+    if until is not None and until <= iteration:
+        print(f"{checkpoint} is already at iteration {iteration} (--until {until}): nothing to "
+              f"train. Pass a larger --until, or leave it out to train to {total}.")
+        return False
+    print(f"resuming from {checkpoint} (iteration {iteration} of {total})", flush=True)
+    return True
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,10 +118,13 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(dumps_toml(cfg), end="")
         return 0
+    if checkpoint is not None and not announce_resume(checkpoint, int(state["iteration"]),
+                                                      cfg.train.iterations, args.until):
+        return 0
     # Under torchrun (RANK/WORLD_SIZE set) this trains data-parallel; see docs/distributed.md.
     with distributed_session(resolve_device(cfg.device),
                              timeout_s=cfg.train.ddp_timeout_s) as ctx:
-        trainer = Trainer(cfg, run_dir, resume=checkpoint, progress=not args.no_progress,
+        trainer = Trainer(cfg, run_dir, resume=checkpoint, progress=progress_mode(args),
                           dist=ctx)
         try:
             final = trainer.run(until=args.until)

@@ -100,6 +100,12 @@ class NullLogger:
     def log(self, kind: str, iteration: int, values: dict[str, Any]) -> None:
         """Write nothing."""
 
+    def log_image(self, tag: str, png: str | Path, iteration: int) -> None:
+        """Write nothing."""
+
+    def log_text(self, tag: str, text: str, iteration: int) -> None:
+        """Write nothing."""
+
     def close(self) -> None:
         """Nothing to close."""
 

@@ -37,20 +37,21 @@ def _png_rows(path: Path) -> tuple[int, int]:
 
 def test_compose_writes_a_row_per_condition_and_the_composition(
         run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "grid.png"
+    out = tmp_path / "grid"
     code = main(["compose", "--checkpoint", str(run_dir), "--and", "colour=red", "--and",
                  "shape=square", "--not", "scale=small", "--n", "3", "--steps", "1",
-                 "--labelled", "60", "-o", str(out)])
+                 "--labelled", "60", "--out", str(out)])
     assert code == 0
     text = capsys.readouterr().out
     assert "colour=red AND shape=square AND NOT scale=small" in text
-    composed = np.load(out.with_suffix(".npz"))["images"]
+    assert f"grid:    {out / 'compose.png'}" in text
+    composed = np.load(out / "compose.npz")["images"]
     assert composed.shape == (3, 3, 16, 16) and composed.dtype == np.uint8
-    full_h = _png_rows(out)[1]
+    full_h = _png_rows(out / "compose.png")[1]
     assert main(["compose", "--checkpoint", str(run_dir), "--and", "colour=red", "--and",
                  "shape=square", "--not", "scale=small", "--n", "3", "--steps", "1",
-                 "--labelled", "60", "--composed-only", "-o", str(tmp_path / "one.png")]) == 0
-    one_h = _png_rows(tmp_path / "one.png")[1]
+                 "--labelled", "60", "--composed-only", "--out", str(tmp_path / "one")]) == 0
+    one_h = _png_rows(tmp_path / "one" / "compose.png")[1]
     assert full_h > 4 * one_h  # unconditional + 3 terms + composition, one row each
 
 
@@ -62,7 +63,7 @@ def test_compose_or_with_a_reference_image(run_dir: Path, tmp_path: Path,
     Image.fromarray(array).save(ref)
     code = main(["compose", "--checkpoint", str(run_dir), "--or", "colour=blue", "--or", str(ref),
                  "--and", "quadrant=top-left", "--n", "2", "--steps", "1", "--labelled", "60",
-                 "--beta", "5", "-o", str(tmp_path / "or.png")])
+                 "--beta", "5", "--out", str(tmp_path / "or")])
     assert code == 0
     assert f"quadrant=top-left AND (colour=blue OR {ref})" in capsys.readouterr().out
 
@@ -80,13 +81,16 @@ def test_sample_condition_one_row_per_condition(run_dir: Path, tmp_path: Path) -
 
 def test_ood_table_and_json(run_dir: Path, tmp_path: Path,
                             capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "ood.json"
-    code = main(["ood", "--checkpoint", str(run_dir), "--in", "shapes", "--out", "novel_colours",
-                 "--out", "noise", "--beta", "0.1", "--beta", "1", "--n", "40", "--json", str(out)])
+    out = tmp_path / "ood"
+    code = main(["ood", "--checkpoint", str(run_dir), "--in", "shapes", "--ood", "novel_colours",
+                 "--ood", "noise", "--beta", "0.1", "--beta", "1", "--n", "40", "--out", str(out),
+                 "--json", str(tmp_path / "also.json")])
     assert code == 0
     text = capsys.readouterr().out
     assert "novel_colours" in text and "energy only" in text
-    result = json.loads(out.read_text())
+    assert f"results: {out / 'ood.json'}" in text
+    result = json.loads((out / "ood.json").read_text())
+    assert json.loads((tmp_path / "also.json").read_text()) == result
     assert set(result["auroc"]) == {"novel_colours", "noise"}
     for row in result["auroc"].values():
         assert set(row) == {"joint(beta=0.1)", "joint(beta=1)", "energy only"}
@@ -99,7 +103,7 @@ def test_ood_cifar_folder(run_dir: Path, tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     for i in range(6):
         Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / f"{i}.jpg")
-    code = main(["ood", "--checkpoint", str(run_dir), "--out", f"cifar10:{tmp_path / 'cifar'}",
+    code = main(["ood", "--checkpoint", str(run_dir), "--ood", f"cifar10:{tmp_path / 'cifar'}",
                  "--n", "6"])
     assert code == 0
 
@@ -111,8 +115,13 @@ def test_ood_cifar_folder(run_dir: Path, tmp_path: Path) -> None:
      (["compose", "--and", "missing.png"], "neither factor=value"),
      (["compose"], "at least one condition"),
      (["sample", "--condition", "colour=red", "--protocol", "buffer"], "fresh chains"),
-     (["ood", "--out", "mnist"], "unknown set 'mnist'"),
-     (["ood"], "at least one --out")],
+     (["ood", "--ood", "mnist"], "unknown set 'mnist'"),
+     (["ood"], "at least one --ood"),
+     (["ood", "--out", "noise"], "--out is the output folder in every command; name "
+                                 "out-of-distribution sets with --ood (e.g. --ood noise)"),
+     (["compose", "--and", "colour=red", "-o", "x/c.png"], "--output is gone: --out is the "
+                                                           "output folder in every command"),
+     (["compose", "--and", "colour=red", "--out", "c.png"], "looks like a file name")],
 )
 def test_user_errors_are_one_line(run_dir: Path, argv: list[str], message: str,
                                   capsys: pytest.CaptureFixture[str]) -> None:

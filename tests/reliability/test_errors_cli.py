@@ -186,7 +186,7 @@ CLI_CATALOG: list[CliRow] = [
     CliRow("compose", "a checkpoint holding NaN",
            lambda p: ["compose", "--checkpoint", str(p.nan), "--and", "colour=red"],
            "holds non-finite values", "an older checkpoint"),
-    CliRow("ood", "a checkpoint holding NaN", lambda p: ["ood", "--checkpoint", str(p.nan), "--out",
+    CliRow("ood", "a checkpoint holding NaN", lambda p: ["ood", "--checkpoint", str(p.nan), "--ood",
                                                    "noise"],
            "holds non-finite values", "an older checkpoint"),
 ]

@@ -152,7 +152,7 @@ def test_commands_refuse_an_all_nan_checkpoint(nan_run: Path, tmp_path: Path, ar
     if argv[0] == "sample":
         command += ["--out", str(tmp_path / "out")]
     if argv[0] == "compose":
-        command += ["--output", str(tmp_path / "c.png")]
+        command += ["--out", str(tmp_path / "c")]
     assert main(command) == 2
     err = capsys.readouterr().err
     assert err.startswith("ebmguide: error: ") and err.count("\n") == 1
