@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The CPU build of torch is pinned here (not in pyproject.toml) so that a fresh machine installs the
 # small CPU wheel instead of a multi-GB CUDA build. Real users keep the loose range of pyproject.toml.
 TORCH_PIN ?= torch==2.13.0
-# Two stamps: the package alone (what `make demo` needs, about 35 s on a fresh machine) and the
+# Two stamps: the package with its metrics extra (what `make demo` needs) and the
 # development tools on top of it (tests, linters, docs; about 45 s more).
 RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
@@ -16,7 +16,7 @@ $(RUN_STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_PIN)"
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q -e ".[metrics]"
 	touch $(RUN_STAMP)
 
 $(STAMP): $(RUN_STAMP)
