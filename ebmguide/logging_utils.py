@@ -10,11 +10,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from ebmguide.run_folder import open_append
+from ebmguide.run_folder import atomic_text_file, open_append
 
 __all__ = ["RunLogger", "read_metrics", "truncate_metrics"]
 
@@ -114,25 +113,16 @@ def truncate_metrics(path: str | Path, iteration: int) -> int:
     if src.is_symlink():
         raise ValueError(f"{src} is a symbolic link: a run never writes through links. Remove it, "
                          f"or pick another folder with --out.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{src.name}.", suffix=".tmp", dir=src.parent)
     kept = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out, src.open(encoding="utf-8") as f:
-            for line in f:
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a torn last line, from a crash
-                if isinstance(record, dict) and record.get("iteration", 0) <= iteration:
-                    out.write(line if line.endswith("\n") else line + "\n")
-                    kept += 1
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, src)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_text_file(src) as out, src.open(encoding="utf-8") as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a torn last line, from a crash
+            if isinstance(record, dict) and record.get("iteration", 0) <= iteration:
+                out.write(line if line.endswith("\n") else line + "\n")
+                kept += 1
     return kept
 
 

@@ -19,11 +19,14 @@ write (a race against a running training) is outside what a file-based check can
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import TextIO
 
 __all__ = ["RUN_ENTRIES", "RunFolderError", "RunLock", "RunLockedError", "check_run_dir",
            "checked_path", "clean_stale_temps", "default_run_dir", "open_append",
@@ -107,13 +110,19 @@ def check_run_dir(run_dir: str | Path, entries: tuple[str, ...]) -> None:
         checked_path(base, entry)
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` by temporary file, fsync and rename: a kill leaves the old or the new file."""
+@contextlib.contextmanager
+def atomic_text_file(path: str | Path) -> Iterator[TextIO]:
+    """A text file that replaces ``path`` only when the block ends without an exception.
+
+    It is written as a temporary file beside ``path``, flushed, ``fsync``-ed and renamed over
+    ``path`` with :func:`os.replace`: a process killed at any moment leaves either the complete old
+    file or the complete new one. On an exception the temporary file is removed.
+    """
     dest = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
@@ -121,7 +130,13 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return dest
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` by temporary file, fsync and rename: a kill leaves the old or the new file."""
+    with atomic_text_file(path) as f:
+        f.write(text)
+    return Path(path)
 
 
 def open_append(path: str | Path) -> int:
