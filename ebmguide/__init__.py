@@ -4,6 +4,16 @@ The four protocols (:class:`EnergyModel`, :class:`ContrastiveGuide`, :class:`Lan
 :class:`JointLoss`) and their reference implementations, which reproduce CLEL.
 """
 
+import os as _os
+import sys as _sys
+
+if "torch" not in _sys.modules:
+    # OpenMP reads its waiting policy once, when torch loads it. The default lets idle threads spin
+    # at every barrier, which on a machine shared with other work slows training several-fold
+    # (docs/performance.md, "Shared machines"); PASSIVE threads sleep instead. A value the user set
+    # is kept, and nothing changes when torch was imported first.
+    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from ebmguide.augment import AUGMENTATIONS, apply_augment, make_augmentation
 from ebmguide.ema import ema_decay, make_ema, update_ema
 from ebmguide.energy import SphericalEBM, conditional_energy
