@@ -156,7 +156,7 @@ def build_ebm(cfg: RunConfig, shape: tuple[int, ...]) -> SphericalEBM:
         backbone = clel_resnet(m.backbone.removeprefix("clel_resnet_"), _in_size(shape),
                                spectral_norm=m.spectral_norm)
     return SphericalEBM(backbone, latent_dim=m.latent_dim, hidden_dim=m.hidden_dim,
-                        init_std=m.head_init_std, head_spectral_norm=m.head_spectral_norm)
+                        init_std=m.head_init_std)
 
 
 def build_guide(cfg: RunConfig, shape: tuple[int, ...]) -> SimCLRGuide:

@@ -47,7 +47,6 @@ class ModelConfig:
     hidden_dim: int = 2048  # width of the energy and projection heads
     spectral_norm: bool = True
     head_init_std: float | None = None  # N(0, std) init of both heads (paper: 0.01); None: torch's
-    head_spectral_norm: bool = False  # spectral norm on the energy head too (bounds E's curvature)
 
 
 @dataclass(frozen=True)

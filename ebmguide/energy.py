@@ -14,7 +14,6 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils import parametrizations
 
 from ebmguide._validation import check_int, check_number, check_tensor
 from ebmguide.protocols import EnergyFn, EnergyModel, EnergyOutput
@@ -49,12 +48,6 @@ class SphericalEBM(nn.Module):
             even with the paper's η = 100 (drift/noise 4e-4 per step on the demo network), while
             torch's init starts the gradients about 1,000 times larger. See
             docs/recipes/demo.md for the measurements.
-        head_spectral_norm: wrap the energy head's linear layers in spectral normalization.
-            With a spectrally normalized backbone this bounds the Lipschitz constant of u(x),
-            hence the curvature ‖J_uᵀJ_u‖ of E near the data, so that a fixed SGLD step size that
-            is stable at the start stays stable: without it the head's weights can grow until
-            η·curvature > 2, the chains oscillate instead of descending and the energy gap runs
-            away (docs/recipes/demo.md, "Training longer").
 
     Example:
         >>> import torch
@@ -74,7 +67,6 @@ class SphericalEBM(nn.Module):
         hidden_dim: int = 2048,
         negative_slope: float = 0.2,
         init_std: float | None = None,
-        head_spectral_norm: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(backbone, nn.Module):
@@ -107,10 +99,6 @@ class SphericalEBM(nn.Module):
                 nn.init.normal_(layer.weight, std=init_std)
                 if layer.bias is not None:
                     nn.init.zeros_(layer.bias)
-        if head_spectral_norm:
-            for i, layer in enumerate(self.head):
-                if isinstance(layer, nn.Linear):
-                    self.head[i] = parametrizations.spectral_norm(layer)
 
     def embedding(self, x: Tensor) -> Tensor:
         """u(x), the vector whose half squared norm is the energy.

@@ -30,7 +30,6 @@ _ENTRIES = ("iteration", "config", "ebm", "guide", "ebm_ema", "guide_ema", "opti
 
 STRUCTURAL = ("data.name", "data.size", "data.n_train", "data.toy", "model.backbone",
               "model.width", "model.latent_dim", "model.hidden_dim", "model.spectral_norm",
-              "model.head_spectral_norm",
               "guide.encoder", "guide.width", "guide.hidden_dim", "sampler.buffer_size",
               "train.batch_size")
 """Settings a checkpoint fixes (network shapes, data, buffer size): ``--resume`` keeps them."""
