@@ -43,6 +43,7 @@ from ebmguide.feature_nets import (
 from ebmguide.feature_nets import describe as describe  # importable from here as before
 from ebmguide.grid import to_uint8
 from ebmguide.ood import auroc
+from ebmguide.torch_utils import module_device
 
 if TYPE_CHECKING:
     from torchmetrics.image.fid import FrechetInceptionDistance
@@ -66,12 +67,6 @@ class _Quantized(nn.Module):
         with torch.no_grad():
             out: Tensor = self.net(x)
         return out.flatten(1)
-
-
-def _eval_mode(net: nn.Module) -> None:
-    """Put a feature network in eval mode (a torch.export module has no mode to set)."""
-    with contextlib.suppress(NotImplementedError):
-        net.eval()
 
 
 def _feature_size(net: nn.Module, example: Tensor) -> int:
@@ -114,7 +109,8 @@ class FDResult(NamedTuple):
 
 def _prepare(net: nn.Module, example: Tensor, guide: nn.Module | None) -> _Quantized:
     check_not_guide(net, guide)
-    _eval_mode(net)
+    with contextlib.suppress(NotImplementedError):  # a torch.export module has no mode
+        net.eval()
     return _Quantized(net, _feature_size(net, example))
 
 
@@ -134,7 +130,7 @@ class FrechetScorer:
         batch_size: images per forward.
         floor: the real-vs-real floor's images: a tensor of real images disjoint from ``real``
             (the floor is their FD against the reference), or a pair of disjoint real sets
-            (the floor is the FD between them); see :func:`ebmguide.real_sets.real_sets`.
+            (the floor is the FD between them); see :func:`ebmguide.run.real_sets.real_sets`.
     """
 
     def __init__(self, real: Tensor, feature_net: nn.Module, *, features: str,
@@ -212,8 +208,7 @@ def _quantize(x: Tensor, net: nn.Module) -> Tensor:
 
 
 def _device(net: nn.Module) -> torch.device:
-    p = next(iter(net.parameters()), None)
-    return p.device if p is not None else torch.device("cpu")
+    return module_device(net) or torch.device("cpu")
 
 
 def frechet_distance(real: Tensor, fake: Tensor, feature_net: nn.Module, *, features: str,

@@ -20,8 +20,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from ebmguide.conditional import _chunks, _eval_mode
 from ebmguide.protocols import ContrastiveGuide, EnergyModel
+from ebmguide.torch_utils import chunks, eval_mode, module_device
 
 __all__ = ["DEFAULT_OOD_BETA", "OODResult", "OODScores", "auroc", "ood_auroc", "ood_scores"]
 
@@ -67,7 +67,7 @@ class OODResult(NamedTuple):
 
 def _batches(data: Data, batch_size: int) -> Iterable[Tensor]:
     if isinstance(data, Tensor):
-        yield from _chunks(data, batch_size)
+        yield from chunks(data, batch_size)
         return
     if not isinstance(data, Iterable):
         raise TypeError(f"data must be a tensor or an iterable of batches, got {type(data)}.")
@@ -78,14 +78,6 @@ def _batches(data: Data, batch_size: int) -> Iterable[Tensor]:
                 f"each batch must be a tensor or a (images, ...) tuple, got {type(x).__name__}."
             )
         yield x
-
-
-def _device_of(model: object) -> torch.device:
-    params = getattr(model, "parameters", None)
-    if params is not None:
-        for p in params():
-            return torch.device(p.device)
-    return torch.device("cpu")
 
 
 def _dtype_of(model: object) -> torch.dtype:
@@ -123,10 +115,10 @@ def ood_scores(
         :class:`OODScores` with ``(N,)`` CPU tensors in the EBM's dtype (float32, or float64
         for a float64 model: nothing is cast down). Inputs are cast to that dtype.
     """
-    dev = torch.device(device) if device is not None else _device_of(ebm)
+    dev = torch.device(device) if device is not None else (module_device(ebm) or torch.device("cpu"))
     dtype = _dtype_of(ebm)
     energies, cosines = [], []
-    with _eval_mode(ebm, guide):
+    with eval_mode(ebm, guide):
         for x in _batches(data, batch_size):
             x = x.to(dev, dtype)
             out = ebm.energy_and_direction(x)

@@ -133,7 +133,7 @@ def format_table(values: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``ebmguide evaluate``: every check first, then the sweep, then the table."""
-    from ebmguide.evaluate_run import draw, prepare, score
+    from ebmguide.run.checkpoint_evaluation import draw, prepare, score
 
     plan = prepare(args, load_feature_net)
     where = "" if plan.folder is None else f"; samples and sweep state in {plan.folder.folder}"

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ebmguide.cli._common import add_trust_option
+
 __all__ = ["load_set", "register", "run"]
 
 DESCRIPTION = """\
@@ -27,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     p = subparsers.add_parser("ood", help="out-of-distribution AUROC with the joint energy",
                               description=DESCRIPTION)
+    add_trust_option(p)
     p.add_argument("--checkpoint", required=True, metavar="FILE|RUN",
                    help="a checkpoint file or a run folder (its newest checkpoint)")
     p.add_argument("--in", dest="in_set", default="shapes", metavar="SET",
@@ -90,16 +93,17 @@ def load_set(name: str, n: int, shape: tuple[int, ...], *, seed: int) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``ebmguide ood``."""
-    from ebmguide.builders import networks_from_checkpoint, resolve_device, sample_shape
     from ebmguide.ood import DEFAULT_OOD_BETA, auroc, ood_scores
-    from ebmguide.runner import find_checkpoint, load_run
+    from ebmguide.run.checkpoints import find_checkpoint, load_run
+    from ebmguide.run.components import networks_from_checkpoint, sample_shape
+    from ebmguide.torch_utils import resolve_device
 
     check_out(args)
     if not args.ood_sets:
         raise ValueError("give at least one --ood SET (e.g. --ood noise --ood novel_colours).")
     betas = args.beta or [DEFAULT_OOD_BETA]
     checkpoint = find_checkpoint(args.checkpoint)
-    state, cfg = load_run(checkpoint)
+    state, cfg = load_run(checkpoint, trust_imports=args.trust_config_imports)
     device = resolve_device(args.device or cfg.device)
     ebm, guide = networks_from_checkpoint(state, cfg, device, ema=not args.no_ema)
     shape = sample_shape(state)

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ebmguide.cli._common import add_trust_option
+
 __all__ = ["draw_samples", "register", "run", "save_samples"]
 
 DESCRIPTION = """\
@@ -38,6 +40,7 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
     """Options shared with ``ebmguide evaluate``."""
     p.add_argument("--checkpoint", required=True, metavar="FILE|RUN",
                    help="a checkpoint file or a run folder (its newest checkpoint)")
+    add_trust_option(p)
     p.add_argument("--n", type=int, default=64, help="number of samples (default %(default)s)")
     p.add_argument("--protocol", choices=("fresh", "buffer"), default="fresh",
                    help="fresh chains from noise, or the paper's buffer protocol")
@@ -59,9 +62,10 @@ def draw_samples(args: argparse.Namespace) -> tuple[Any, Any, Any, Path]:
     """
     import torch
 
-    from ebmguide.builders import networks_from_checkpoint, resolve_device, sample_shape
-    from ebmguide.evaluation import fresh_chains
-    from ebmguide.runner import find_checkpoint, load_run
+    from ebmguide.run.checkpoints import find_checkpoint, load_run
+    from ebmguide.run.components import networks_from_checkpoint, sample_shape
+    from ebmguide.run.evaluator import fresh_chains
+    from ebmguide.torch_utils import resolve_device
 
     for name in ("n", "rounds", "chunk"):
         if getattr(args, name) < 1:
@@ -74,7 +78,7 @@ def draw_samples(args: argparse.Namespace) -> tuple[Any, Any, Any, Path]:
         if getattr(args, name) is not None:
             check_bound(f"cli.{name}", getattr(args, name), f" (--{name})")
     checkpoint = find_checkpoint(args.checkpoint)
-    state, cfg = load_run(checkpoint)
+    state, cfg = load_run(checkpoint, trust_imports=args.trust_config_imports)
     device = resolve_device(args.device or cfg.device)
     ebm, guide = networks_from_checkpoint(state, cfg, device, ema=not args.no_ema)
     shape, g = sample_shape(state), torch.Generator(device).manual_seed(args.seed)
@@ -90,8 +94,8 @@ def draw_samples(args: argparse.Namespace) -> tuple[Any, Any, Any, Path]:
 
 def _buffer_with_progress(ebm: Any, cfg: Any, shape: tuple[int, ...], args: argparse.Namespace,
                           g: Any, device: Any) -> Any:
-    from ebmguide.evaluation import buffer_protocol
-    from ebmguide.progress import progress_bar
+    from ebmguide.run.evaluator import buffer_protocol
+    from ebmguide.run.progress import progress_bar
 
     # a bar on a terminal, a line every 30 s in a log file
     with progress_bar("auto", total=args.n * args.rounds, initial=0, desc="buffer protocol",

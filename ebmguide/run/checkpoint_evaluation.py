@@ -21,19 +21,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ebmguide.builders import (
-    load_training_data,
-    networks_from_checkpoint,
-    resolve_device,
-    sample_shape,
-)
-from ebmguide.config import RunConfig
-from ebmguide.evaluation import SweepState, buffer_protocol, fresh_chains
 from ebmguide.grid import save_panels, to_uint8
 from ebmguide.metrics import FrechetScorer, check_not_guide, kernel_distance
-from ebmguide.progress import progress_bar
-from ebmguide.real_sets import RealSets, real_sets
-from ebmguide.run_state import find_checkpoint, load_run
+from ebmguide.run.checkpoints import find_checkpoint, load_run
+from ebmguide.run.components import networks_from_checkpoint, sample_shape
+from ebmguide.run.config import RunConfig
+from ebmguide.run.evaluator import SweepState, buffer_protocol, fresh_chains
+from ebmguide.run.progress import progress_bar
+from ebmguide.run.real_sets import RealSets, real_sets
+from ebmguide.run.training_data import load_training_data
+from ebmguide.torch_utils import resolve_device
 
 __all__ = ["EvaluationPlan", "SweepFolder", "draw", "prepare", "score"]
 
@@ -176,7 +173,7 @@ def prepare(args: Any, load_feature_net: Callable[[Any, RunConfig, Path], tuple[
     """Run every check of ``ebmguide evaluate`` (see the module docstring); nothing is sampled."""
     _check_options(args)
     checkpoint = find_checkpoint(args.checkpoint)
-    state, cfg = load_run(checkpoint)
+    state, cfg = load_run(checkpoint, trust_imports=args.trust_config_imports)
     run_dir = checkpoint.parent.parent
     device = resolve_device(args.device or cfg.device)
     shape = sample_shape(state)
@@ -220,7 +217,7 @@ def prepare(args: Any, load_feature_net: Callable[[Any, RunConfig, Path], tuple[
 def draw(plan: EvaluationPlan, progress: bool | str = True) -> Tensor:
     """The samples: loaded, or drawn with progress (ETA) and saved as the sweep goes.
 
-    ``progress``: a mode of :func:`~ebmguide.progress.progress_bar` (True: ``"auto"``, a bar
+    ``progress``: a mode of :func:`~ebmguide.run.progress.progress_bar` (True: ``"auto"``, a bar
     on a terminal, a line every 30 s in a log file).
     """
     if plan.samples is not None:

@@ -1,12 +1,11 @@
 """The checkpoint of a training run: the state of its components, and finding and loading one.
 
-A checkpoint of :class:`~ebmguide.runner.Trainer` is a plain dict marked
+A checkpoint of :class:`~ebmguide.run.trainer.Trainer` is a plain dict marked
 ``"format": "ebmguide-checkpoint"`` that holds the iteration, the resolved configuration, the state
 of every component (:func:`components_state`: both networks, their EMAs, both optimizers and
 schedulers, the sampler with its replay buffer), the data position, the generators' states, the
 last logged metrics and the divergence guard's counters. :func:`find_checkpoint`,
-:func:`load_state` and :func:`load_run` find and load one from a file or a run folder; they are
-importable from :mod:`ebmguide.runner` too.
+:func:`load_state` and :func:`load_run` find and load one from a file or a run folder.
 """
 
 from __future__ import annotations
@@ -15,10 +14,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ebmguide.builders import Components
 from ebmguide.checkpoint import CheckpointManager, load_checkpoint
-from ebmguide.config import RunConfig, apply_overrides, config_from_dict, config_to_dict
-from ebmguide.divergence import nonfinite_entries
+from ebmguide.run.components import Components
+from ebmguide.run.config import RunConfig, apply_overrides, config_from_dict, config_to_dict
+from ebmguide.run.divergence import nonfinite_entries
+from ebmguide.run.imports import check_trusted
 
 __all__ = ["STRUCTURAL", "check_resume_overrides", "check_training_checkpoint",
            "components_state", "find_checkpoint", "load_components_state", "load_run",
@@ -30,7 +30,8 @@ _ENTRIES = ("iteration", "config", "ebm", "guide", "ebm_ema", "guide_ema", "opti
 
 STRUCTURAL = ("data.name", "data.size", "data.n_train", "data.toy", "model.backbone",
               "model.width", "model.latent_dim", "model.hidden_dim", "model.spectral_norm",
-              "guide.encoder", "guide.width", "guide.hidden_dim", "sampler.buffer_size",
+              "model.backbone_args", "guide.encoder", "guide.encoder_args", "data.args",
+              "guide.width", "guide.hidden_dim", "sampler.buffer_size",
               "train.batch_size")
 """Settings a checkpoint fixes (network shapes, data, buffer size): ``--resume`` keeps them."""
 
@@ -109,12 +110,17 @@ def load_components_state(parts: Components, state: Mapping[str, Any]) -> None:
     parts.sampler.load_state_dict(state["sampler"])
 
 
+def _checkpoint_folder(run: Path) -> Path:
+    """Where a run folder keeps its checkpoints (``<run>/checkpoints``, or the folder itself)."""
+    return run / "checkpoints" if (run / "checkpoints").is_dir() else run
+
+
 def find_checkpoint(path: str | Path) -> Path:
     """A checkpoint file, or the newest one of a run folder (``<run>/checkpoints``)."""
     p = Path(path)
     if p.is_file():
         return p
-    folder = p / "checkpoints" if (p / "checkpoints").is_dir() else p
+    folder = _checkpoint_folder(p)
     found = CheckpointManager(folder).checkpoints() if folder.is_dir() else []
     if not found:
         raise FileNotFoundError(f"no checkpoint at {p}: pass a checkpoint file or a run folder "
@@ -129,8 +135,7 @@ def load_state(path: str | Path) -> tuple[dict[str, Any], Path]:
     """
     p = Path(path)
     if p.is_dir():
-        folder = p / "checkpoints" if (p / "checkpoints").is_dir() else p
-        loaded = CheckpointManager(folder).load_latest()
+        loaded = CheckpointManager(_checkpoint_folder(p)).load_latest()
         if loaded is None:
             raise FileNotFoundError(f"no checkpoint at {p}: pass a checkpoint file or a run "
                                     f"folder holding checkpoints/ckpt-*.pt (a hidden .tmp file "
@@ -142,7 +147,20 @@ def load_state(path: str | Path) -> tuple[dict[str, Any], Path]:
     return state, p
 
 
-def load_run(path: str | Path, overrides: Sequence[str] = ()) -> tuple[dict[str, Any], RunConfig]:
-    """Load a checkpoint (file or run folder) and its configuration, with overrides applied."""
-    state, _ = load_state(path)
-    return state, config_from_dict(apply_overrides(state["config"], overrides))
+def load_run(path: str | Path, overrides: Sequence[str] = (), *, trust_imports: bool = False
+             ) -> tuple[dict[str, Any], RunConfig]:
+    """Load a checkpoint (file or run folder) and its configuration, with overrides applied.
+
+    Args:
+        path: a checkpoint file or a run folder (its newest checkpoint that loads).
+        overrides: ``"section.key=value"`` settings applied to the stored configuration.
+        trust_imports: allow a stored configuration that names code by import path
+            (``--trust-config-imports``); see :mod:`ebmguide.run.imports`.
+
+    Raises:
+        ValueError: the configuration names code and ``trust_imports`` is False.
+    """
+    state, source = load_state(path)
+    cfg = config_from_dict(apply_overrides(state["config"], overrides))
+    check_trusted(cfg, trusted=trust_imports, source=source)
+    return state, cfg

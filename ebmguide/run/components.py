@@ -1,153 +1,55 @@
-"""Build a run's data, networks, sampler, optimizers and EMA copies from a :class:`RunConfig`."""
+"""Build a run's networks, sampler, optimizers and EMA copies from a :class:`RunConfig`.
+
+Also reads the networks of a training checkpoint back (:func:`networks_from_checkpoint`).
+"""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, nn
-from torch.optim.lr_scheduler import LambdaLR
+from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from ebmguide.config import RunConfig
-from ebmguide.data import InfiniteBatches, dequantize, load_cifar10, make_shapes, toy2d
+from ebmguide.augment import GaussianJitter
 from ebmguide.ema import make_ema
 from ebmguide.energy import SphericalEBM
 from ebmguide.guide import SimCLRGuide
 from ebmguide.layer_checks import check_energy_layers
 from ebmguide.losses import CLELLoss
 from ebmguide.nets import CIFARResNet18, MLPBackbone, SmallCNN, clel_resnet
-from ebmguide.optim import Optimizers, clel_optimizers
+from ebmguide.optim import Optimizers, clel_optimizers, warmup_cosine
+from ebmguide.protocols import ContrastiveGuide, EnergyModel, LangevinSampler
+from ebmguide.run.config import RunConfig
+from ebmguide.run.config_schema import is_import_path
+from ebmguide.run.imports import import_object
 from ebmguide.sampling import SGLDSampler
 
 __all__ = [
-    "Components", "GaussianJitter", "TrainingData", "build_components", "build_ebm",
-    "build_guide", "build_sampler", "load_training_data", "networks_from_checkpoint",
-    "resolve_device", "sample_shape",
+    "Components", "build_components", "build_ebm", "build_guide", "build_sampler",
+    "networks_from_checkpoint", "sample_shape",
 ]
-
-_EVAL_SEED_OFFSET = 7919  # held-out shapes/toy data use seed + this offset: disjoint from training
-
-
-def resolve_device(name: str) -> torch.device:
-    """``"auto"``: CUDA when available, else CPU; any other name as ``torch.device``."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise ValueError(f"device {name!r} is not a torch device; use auto, cpu or cuda.") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for CUDA, which this torch cannot use; set "
-                         f"device = \"cpu\" (or \"auto\").")
-    return device
-
-
-class GaussianJitter(nn.Module):
-    """The "jitter" augmentation for vector data: x + std · N(0, I).
-
-    Its noise comes from the global RNG, which :func:`~ebmguide.augment.apply_augment` seeds from
-    the run's generator.
-    """
-
-    def __init__(self, std: float) -> None:
-        super().__init__()
-        self.std = std
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Add Gaussian noise of standard deviation ``std``."""
-        return x + self.std * torch.randn(x.shape, dtype=x.dtype, device=x.device)
-
-
-@dataclass
-class TrainingData:
-    """The training set and how to get held-out real data for evaluation.
-
-    Attributes:
-        train: ``(N, *shape)`` uint8 (8-bit images, dequantized per batch) or float.
-        shape: the shape of one sample.
-        kind: ``"image"`` or ``"vector"``.
-    """
-
-    train: Tensor
-    shape: tuple[int, ...]
-    kind: str
-    cfg: RunConfig
-    _held_out: Tensor | None = None
-
-    def batches(self, batch_size: int, seed: int, device: torch.device, *, rank: int = 0,
-                world_size: int = 1) -> InfiniteBatches[Tensor]:
-        """The endless, resumable minibatch stream (dequantized when 8-bit).
-
-        Under torchrun, ``rank`` of ``world_size`` gets a disjoint share of every epoch (pass the
-        same ``seed`` on every rank).
-        """
-        data = self.train.to(device)
-        transform = dequantize if data.dtype == torch.uint8 else None
-        return InfiniteBatches(data, batch_size, generator=torch.Generator().manual_seed(seed),
-                               transform=transform, rank=rank, world_size=world_size)
-
-    def held_out(self, n: int, *, at_least: int | None = None) -> Tensor:
-        """``n`` real samples never used for training, as floats (images in [0, 1]).
-
-        Generated (or drawn from the test split) once with a fixed seed, then cached. A finite
-        test split smaller than ``n`` gives all its images when it has ``at_least`` of them
-        (default ``n``) and raises ``ValueError`` otherwise.
-        """
-        need = n if at_least is None else min(n, at_least)
-        if self._held_out is None or len(self._held_out) < n:
-            # Twice eval.n_samples where the data allow it: the real-vs-real floor needs two halves.
-            self._held_out = self._make_held_out(max(n, 2 * self.cfg.eval.n_samples), need=need)
-        if len(self._held_out) < need:
-            raise ValueError(f"the test split has {len(self._held_out)} images, fewer than the "
-                             f"{need} asked for; lower eval.n_samples.")
-        return self._held_out[:n]
-
-    def _make_held_out(self, want: int, *, need: int) -> Tensor:
-        """``want`` held-out samples, or as many as a finite test split has (at least ``need``)."""
-        d = self.cfg.data
-        g = torch.Generator().manual_seed(self.cfg.seed + _EVAL_SEED_OFFSET)
-        if d.name == "shapes":
-            return make_shapes(want, size=d.size, generator=g).images
-        if d.name == "toy2d":
-            return toy2d(d.toy, want, generator=g)
-        test = load_cifar10(d.path, "test").images
-        if len(test) < need:
-            raise ValueError(f"the test split has {len(test)} images, fewer than the {need} asked "
-                             f"for; lower eval.n_samples.")
-        n = min(want, len(test))
-        return dequantize(test[torch.randperm(len(test), generator=g)[:n]], g)
-
-
-def load_training_data(cfg: RunConfig) -> TrainingData:
-    """Generate or load the training set named by ``cfg.data`` (fails at once when absent)."""
-    d = cfg.data
-    g = torch.Generator().manual_seed(cfg.seed)
-    if d.name == "shapes":
-        images = make_shapes(d.n_train, size=d.size, generator=g).images
-        return TrainingData(images, tuple(images.shape[1:]), "image", cfg)
-    if d.name == "toy2d":
-        points = toy2d(d.toy, d.n_train, generator=g)
-        return TrainingData(points, (2,), "vector", cfg)
-    if not d.path:
-        raise ValueError(f"data.path is required for data.name = {d.name!r}: the folder or "
-                         f".tar.gz holding the images (nothing is downloaded), e.g. "
-                         f"--set data.path=/data/cifar10.")
-    images = load_cifar10(d.path, "train").images
-    return TrainingData(images, tuple(images.shape[1:]), "image", cfg)
-
 
 def _in_size(shape: tuple[int, ...]) -> int:
     return shape[0]
 
 
+def _user_module(path: str, kwargs: dict[str, Any], *, key: str) -> nn.Module:
+    """The ``nn.Module`` an import path builds with its keyword arguments."""
+    module = import_object(path, key=key)(**kwargs)
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"{key} = {path!r} built a {type(module).__name__}, not a torch.nn.Module.")
+    return module
+
+
 def build_ebm(cfg: RunConfig, shape: tuple[int, ...]) -> SphericalEBM:
-    """The EBM named by ``cfg.model`` for samples of ``shape``."""
+    """The EBM named by ``cfg.model`` for samples of ``shape`` (an import path is called)."""
     m = cfg.model
     backbone: nn.Module
-    if m.backbone == "mlp":
+    if is_import_path(m.backbone):
+        backbone = _user_module(m.backbone, m.backbone_args, key="model.backbone")
+    elif m.backbone == "mlp":
         backbone = MLPBackbone(in_dim=_in_size(shape), hidden=m.width, feature_dim=m.width,
                                spectral_norm=m.spectral_norm)
     elif m.backbone == "small_cnn":
@@ -163,7 +65,9 @@ def build_guide(cfg: RunConfig, shape: tuple[int, ...]) -> SimCLRGuide:
     """The contrastive guide named by ``cfg.guide`` (its latent size is ``model.latent_dim``)."""
     gc = cfg.guide
     encoder: nn.Module
-    if gc.encoder == "mlp":
+    if is_import_path(gc.encoder):
+        encoder = _user_module(gc.encoder, gc.encoder_args, key="guide.encoder")
+    elif gc.encoder == "mlp":
         encoder = MLPBackbone(in_dim=_in_size(shape), hidden=gc.width, feature_dim=gc.width,
                               activation=nn.ReLU())
     elif gc.encoder == "small_cnn":
@@ -190,54 +94,62 @@ def build_sampler(cfg: RunConfig, shape: tuple[int, ...], device: torch.device,
     )
 
 
-def _warmup_cosine(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> LambdaLR:
-    """Linear warm-up over ``warmup`` iterations, then cosine decay to 0 at ``total``."""
-
-    def factor(it: int) -> float:
-        if it < warmup:
-            return (it + 1) / warmup
-        return 0.5 * (1.0 + math.cos(math.pi * min(it - warmup, total) / max(total - warmup, 1)))
-
-    return LambdaLR(optimizer, factor)
-
-
 @dataclass
 class Components:
-    """Everything a training run updates, built from one config."""
+    """Everything a training run updates, built from one config (or given by the user)."""
 
-    ebm: SphericalEBM
-    guide: SimCLRGuide
+    ebm: nn.Module  # an EnergyModel
+    guide: nn.Module  # a ContrastiveGuide
     ebm_ema: AveragedModel
     guide_ema: AveragedModel
-    sampler: SGLDSampler
+    sampler: SGLDSampler  # or another LangevinSampler with a replay buffer
     optimizers: Optimizers
     loss_fn: CLELLoss
 
 
+def _given_module(value: object, what: str, protocol: type) -> nn.Module:
+    if not isinstance(value, nn.Module) or not isinstance(value, protocol):
+        raise TypeError(f"{what} must be a torch.nn.Module satisfying {protocol.__name__}, got "
+                        f"{type(value).__name__}; wrap a backbone with "
+                        f"ebmguide.{'SphericalEBM' if what == 'ebm' else 'SimCLRGuide'}.")
+    return value
+
+
 def build_components(cfg: RunConfig, shape: tuple[int, ...], device: torch.device,
-                     generator: torch.Generator) -> Components:
-    """Networks (initialised from the global RNG seeded with ``cfg.seed``), sampler, optimizers."""
+                     generator: torch.Generator, *, ebm: object | None = None,
+                     guide: object | None = None, sampler: object | None = None) -> Components:
+    """Networks (initialised from the global RNG seeded with ``cfg.seed``), sampler, optimizers.
+
+    ``ebm``, ``guide`` and ``sampler``, when given, are used instead of the ones ``cfg`` names
+    (moved to ``device``); optimizers, EMA copies and the loss always follow ``cfg``.
+    """
     torch.manual_seed(cfg.seed)
-    ebm = build_ebm(cfg, shape).to(device)
-    check_energy_layers(ebm, name=f"the EBM (model.backbone = {cfg.model.backbone!r})")
-    guide = build_guide(cfg, shape).to(device)
+    ebm_net = (build_ebm(cfg, shape) if ebm is None
+               else _given_module(ebm, "ebm", EnergyModel)).to(device)
+    check_energy_layers(ebm_net, name=f"the EBM (model.backbone = {cfg.model.backbone!r})"
+                        if ebm is None else "the EBM")
+    guide_net = (build_guide(cfg, shape) if guide is None
+                 else _given_module(guide, "guide", ContrastiveGuide)).to(device)
+    if sampler is not None and not isinstance(sampler, LangevinSampler):
+        raise TypeError(f"sampler ({type(sampler).__name__}) does not satisfy LangevinSampler.")
     o = cfg.optim
     optimizers = clel_optimizers(
-        ebm, guide, total_iterations=cfg.train.iterations, ebm_lr=o.ebm_lr, ebm_betas=o.ebm_betas,
-        warmup_iterations=o.warmup_iterations, guide_lr=o.guide_lr,
+        ebm_net, guide_net, total_iterations=cfg.train.iterations, ebm_lr=o.ebm_lr,
+        ebm_betas=o.ebm_betas, warmup_iterations=o.warmup_iterations, guide_lr=o.guide_lr,
         guide_momentum=o.guide_momentum, guide_weight_decay=o.guide_weight_decay,
     )
     if o.ebm_schedule == "cosine":
-        optimizers = optimizers._replace(ebm_scheduler=_warmup_cosine(
+        optimizers = optimizers._replace(ebm_scheduler=warmup_cosine(
             optimizers.ebm, o.warmup_iterations, cfg.train.iterations))
     half_life, copies, batch = (cfg.ema.half_life_images, cfg.ema.copy_iterations,
                                 cfg.train.batch_size)
     return Components(
-        ebm, guide,
-        make_ema(ebm, half_life_images=half_life, batch_size=batch, copy_iterations=copies),
-        make_ema(guide, half_life_images=half_life, batch_size=batch, copy_iterations=copies),
-        build_sampler(cfg, shape, device, generator), optimizers,
-        CLELLoss(alpha=cfg.loss.alpha, beta=cfg.loss.beta),
+        ebm_net, guide_net,
+        make_ema(ebm_net, half_life_images=half_life, batch_size=batch, copy_iterations=copies),
+        make_ema(guide_net, half_life_images=half_life, batch_size=batch,
+                 copy_iterations=copies),
+        build_sampler(cfg, shape, device, generator) if sampler is None else sampler,  # type: ignore[arg-type]
+        optimizers, CLELLoss(alpha=cfg.loss.alpha, beta=cfg.loss.beta),
     )
 
 
@@ -252,7 +164,12 @@ def sample_shape(state: dict[str, Any]) -> tuple[int, ...]:
 
 def networks_from_checkpoint(state: dict[str, Any], cfg: RunConfig, device: torch.device, *,
                              ema: bool = True) -> tuple[SphericalEBM, SimCLRGuide]:
-    """The EBM and guide of a training checkpoint in eval mode (EMA weights by default)."""
+    """The EBM and guide of a training checkpoint in eval mode (EMA weights by default).
+
+    ``cfg`` must come from the user or have passed
+    :func:`~ebmguide.run.imports.check_trusted` (as :func:`~ebmguide.run.checkpoints.load_run`
+    does): a backbone or encoder named by import path is imported here.
+    """
     shape = sample_shape(state)
     ebm, guide = build_ebm(cfg, shape), build_guide(cfg, shape)
     for net, key in ((ebm, "ebm"), (guide, "guide")):

@@ -8,7 +8,7 @@ key or a value of the wrong type or range raises ``ValueError`` naming it.
 TOML has no null: optional settings (``sampler.grad_clip``, ``sampler.clamp``) take the string
 ``"none"`` to mean None.
 
-The dataclasses (:class:`RunConfig` and its sections) are defined in :mod:`ebmguide.config_schema`
+The dataclasses (:class:`RunConfig` and its sections) are defined in :mod:`ebmguide.run.config_schema`
 and importable from here.
 
 Example:
@@ -29,7 +29,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
-from ebmguide.config_schema import (
+from ebmguide.run.config_schema import (
     _SECTIONS,
     DataConfig,
     EMAConfig,
@@ -74,6 +74,8 @@ def _convert(key: str, value: Any, hint: Any) -> Any:
             raise ValueError(f"{key} must be a list of {len(args)} numbers, got {value!r}.")
         pairs = enumerate(zip(value, args, strict=True))
         return tuple(_convert(f"{key}[{i}]", v, a) for i, (v, a) in pairs)
+    if origin is dict:
+        return _keyword_table(key, value)
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         if isinstance(value, int) and abs(value) > 2**1023:  # float() would raise OverflowError
             raise ValueError(f"{key} must be a finite number, got an integer of "
@@ -83,6 +85,26 @@ def _convert(key: str, value: Any, hint: Any) -> Any:
         return value
     raise ValueError(f"{key} must be of type {getattr(hint, '__name__', hint)}, got "
                      f"{value!r} ({type(value).__name__}).")
+
+
+def _keyword_table(key: str, value: Any) -> dict[str, Any]:
+    """A TOML table of keyword arguments: names to strings, numbers, booleans or lists of them."""
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{key} must be a table of keyword arguments ([{key}] in TOML), got "
+                         f"{value!r}.")
+
+    def plain(k: str, v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            return [plain(k, x) for x in v]
+        if isinstance(v, (str, int, float, bool)):
+            return v
+        raise ValueError(f"{key}.{k} must be a string, number, boolean or list of them, got "
+                         f"{v!r}.")
+
+    for k in value:
+        if not (isinstance(k, str) and k.isidentifier()):
+            raise ValueError(f"{key} holds {k!r}, which is not a keyword argument name.")
+    return {k: plain(k, v) for k, v in value.items()}
 
 
 def _section(name: str, cls: type[Any], values: Any) -> Any:
@@ -228,5 +250,10 @@ def dumps_toml(cfg: RunConfig) -> str:
     lines = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
     for key, section in data.items():
         if isinstance(section, dict):
-            lines += ["", f"[{key}]"] + [f"{k} = {_toml_value(v)}" for k, v in section.items()]
+            lines += ["", f"[{key}]"] + [f"{k} = {_toml_value(v)}" for k, v in section.items()
+                                         if not isinstance(v, dict)]
+            for sub, table in section.items():
+                if isinstance(table, dict) and table:  # keyword arguments of an import path
+                    lines += ["", f"[{key}.{sub}]"] + [f"{k} = {_toml_value(v)}"
+                                                       for k, v in table.items()]
     return "\n".join(lines) + "\n"

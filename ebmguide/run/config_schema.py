@@ -6,7 +6,7 @@ each: :class:`DataConfig`, :class:`ModelConfig`, :class:`GuideConfig`, :class:`S
 :class:`EvalConfig`. Constructing a :class:`RunConfig` checks the ranges (finite numbers,
 positive sizes, probabilities in [0, 1], ordered pairs) and raises ``ValueError`` naming the key.
 
-Every class is importable from :mod:`ebmguide.config`, which reads and writes these configurations
+Every class is importable from :mod:`ebmguide.run.config`, which reads and writes these configurations
 as TOML and type-checks every value.
 """
 
@@ -20,46 +20,105 @@ from typing import Any, Literal
 from ebmguide.limits import check_config_bounds
 
 __all__ = [
-    "DataConfig", "EMAConfig", "EvalConfig", "GuideConfig", "LossConfig", "ModelConfig",
-    "OptimConfig", "RunConfig", "SamplerConfig", "TrainConfig",
+    "BACKBONES",
+    "DATA_NAMES",
+    "ENCODERS",
+    "DataConfig",
+    "EMAConfig",
+    "EvalConfig",
+    "GuideConfig",
+    "LossConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "RunConfig",
+    "SamplerConfig",
+    "TrainConfig",
+    "is_import_path",
 ]
+
+
+DATA_NAMES = ("shapes", "toy2d", "cifar10", "image_folder")
+BACKBONES = ("small_cnn", "mlp", "clel_resnet_small", "clel_resnet_base", "clel_resnet_large")
+ENCODERS = ("small_cnn", "mlp", "cifar_resnet18")
+
+
+def is_import_path(name: str) -> bool:
+    """Whether a ``data.name``/``model.backbone``/``guide.encoder`` is ``"package.module:Name"``."""
+    return ":" in name
+
+
+def _check_name(key: str, value: str, names: tuple[str, ...]) -> None:
+    if is_import_path(value):
+        module, _, attr = value.partition(":")
+        if not module or not attr or not all(p.isidentifier() for p in (*module.split("."),
+                                                                         *attr.split("."))):
+            raise ValueError(f"{key} = {value!r} is not an import path; write "
+                             f"\"package.module:Name\" (e.g. \"mypkg.nets:MyNet\").")
+    elif value not in names:
+        raise ValueError(f"{key} must be one of {list(names)} or an import path "
+                         f"\"package.module:Name\", got {value!r}.")
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Training data. ``name``: "shapes" (embedded), "toy2d", "cifar10" or "image_folder"."""
+    """Training data: ``name`` is "shapes" (embedded), "toy2d", "cifar10" or "image_folder".
 
-    name: Literal["shapes", "toy2d", "cifar10", "image_folder"] = "shapes"
+    Or the import path ``"package.module:function"`` of a function called with the
+    ``[data.args]`` table that returns the training samples ``(N, *shape)`` (uint8 images or
+    floats, images in [0, 1]) or a pair ``(train, test)``.
+    """
+
+    name: str = "shapes"
+    args: dict[str, Any] = field(default_factory=dict)  # import path: keyword arguments
     path: str = ""  # cifar10 / image_folder: directory or .tar.gz (see ebmguide.data.load_cifar10)
     size: int = 16  # shapes: canvas side
     n_train: int = 20_000  # shapes / toy2d: number of generated training samples
     toy: str = "eight_gaussians"  # toy2d: one of ebmguide.data.TOY2D_NAMES
 
+    def __post_init__(self) -> None:
+        _check_name("data.name", self.name, DATA_NAMES)
+
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The EBM: a backbone inside :class:`~ebmguide.energy.SphericalEBM`."""
+    """The EBM: a backbone inside :class:`~ebmguide.energy.SphericalEBM`.
 
-    backbone: Literal["small_cnn", "mlp", "clel_resnet_small", "clel_resnet_base",
-                      "clel_resnet_large"] = "small_cnn"
+    ``backbone`` is a built-in name or the import path ``"package.module:Name"`` of an
+    ``nn.Module`` class (or function) called with the ``[model.backbone_args]`` table; it maps
+    ``(B, *shape)`` to features with an integer ``feature_dim`` attribute.
+    """
+
+    backbone: str = "small_cnn"
+    backbone_args: dict[str, Any] = field(default_factory=dict)  # import path: keyword arguments
     width: int = 32  # small_cnn: first conv's channels; mlp: hidden width
     latent_dim: int = 128  # d, shared with the guide
     hidden_dim: int = 2048  # width of the energy and projection heads
     spectral_norm: bool = True
     head_init_std: float | None = None  # N(0, std) init of both heads (paper: 0.01); None: torch's
 
+    def __post_init__(self) -> None:
+        _check_name("model.backbone", self.backbone, BACKBONES)
+
 
 @dataclass(frozen=True)
 class GuideConfig:
-    """The contrastive guide: an encoder inside :class:`~ebmguide.guide.SimCLRGuide`."""
+    """The contrastive guide: an encoder inside :class:`~ebmguide.guide.SimCLRGuide`.
 
-    encoder: Literal["small_cnn", "mlp", "cifar_resnet18"] = "small_cnn"
+    ``encoder`` is a built-in name or an import path, as ``model.backbone``, called with the
+    ``[guide.encoder_args]`` table.
+    """
+
+    encoder: str = "small_cnn"
+    encoder_args: dict[str, Any] = field(default_factory=dict)  # import path: keyword arguments
     width: int = 32
     hidden_dim: int = 2048  # SimCLR projection head's hidden width
     augment: Literal["strong", "weak", "flip", "none", "jitter"] = "strong"
     jitter: float = 0.1  # std of the Gaussian "jitter" augmentation (vector data)
     temperature: float = 0.2
     extra_negatives: bool = True
+
+    def __post_init__(self) -> None:
+        _check_name("guide.encoder", self.encoder, ENCODERS)
 
 
 @dataclass(frozen=True)
@@ -182,6 +241,8 @@ def _check_ranges(cfg: RunConfig) -> None:
     flat = {f"{section}.{k}": v for section in _SECTIONS
             for k, v in dataclasses.asdict(getattr(cfg, section)).items()}
     for key, value in flat.items():
+        if isinstance(value, dict):
+            continue  # keyword arguments of an import path: the callee checks them
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"{key} must be a finite number, got {value!r}.")
         if key in _POSITIVE and not value > 0:

@@ -9,14 +9,13 @@ checked too: the weights of both networks and their EMAs, every optimizer state 
 replay buffer (:func:`state_flags`), and the finished checkpoint dict once more on the host
 (:func:`nonfinite_entries`), so no checkpoint ever holds a non-finite value.
 
-Then :func:`handle_divergence` acts on ``train.on_divergence``: with ``"stop"`` a
+Then :class:`~ebmguide.run.trainer.Trainer` acts on ``train.on_divergence``: with ``"stop"`` a
 :class:`DivergenceError` names the iteration, the first non-finite term and the last good
 checkpoint; with ``"rollback"`` the run reloads the last good checkpoint, multiplies both learning
 rates by ``train.rollback_lr_factor``, reseeds its generator, and goes on, at most
 ``train.max_rollbacks`` times.
 
-:class:`~ebmguide.runner.Trainer` applies the guard; :class:`DivergenceError` is also importable
-from :mod:`ebmguide.runner`.
+This module holds the checks; :class:`~ebmguide.run.trainer.Trainer` applies them.
 """
 
 from __future__ import annotations
@@ -28,21 +27,21 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from ebmguide.distributed import all_ranks, rank_seed
+from ebmguide.distributed import all_ranks
 from ebmguide.optim import Optimizers
 
 if TYPE_CHECKING:
-    from ebmguide.builders import Components
-    from ebmguide.runner import Trainer
+    from ebmguide.run.components import Components
 
-__all__ = ["CHECK_ORDER", "DivergenceError", "GradientNormCheck", "first_nonfinite",
-           "handle_divergence", "nonfinite_entries", "parameters_flag", "state_flags"]
+__all__ = ["CHECK_ORDER", "ROLLBACK_SEED_STRIDE", "DivergenceError", "GradientNormCheck",
+           "first_nonfinite", "nonfinite_entries", "parameters_flag", "scale_learning_rates",
+           "state_flags"]
 
 CHECK_ORDER = ("samples", "energy_real", "energy_fake", "cd", "reg", "align", "nce", "loss",
                "gradients", "parameters", "ema", "optimizer", "buffer")
 """Order in which the divergence guard names the first non-finite term (the likely cause first)."""
 
-_ROLLBACK_SEED_STRIDE = 1_000_003  # a rollback reseeds the run's generator with seed + k·stride
+ROLLBACK_SEED_STRIDE = 1_000_003  # a rollback reseeds the run's generator with seed + k·stride
 
 
 class DivergenceError(RuntimeError):
@@ -191,50 +190,10 @@ def first_nonfinite(terms: Mapping[str, Tensor]) -> str | None:
     return next((k for k, ok in zip(keys, flags, strict=True) if not ok), None)
 
 
-def _scale_learning_rates(optimizers: Optimizers, factor: float) -> None:
+def scale_learning_rates(optimizers: Optimizers, factor: float) -> None:
     """Multiply the current and the base learning rates of both optimizers by ``factor``."""
     for opt, sched in ((optimizers.ebm, optimizers.ebm_scheduler),
                        (optimizers.guide, optimizers.guide_scheduler)):
         sched.base_lrs = [lr * factor for lr in sched.base_lrs]
         for group in opt.param_groups:
             group["lr"] *= factor
-
-
-def handle_divergence(trainer: Trainer, term: str) -> None:
-    """Stop or roll back a run whose next iteration produced a non-finite ``term``.
-
-    Logs a ``"divergence"`` record. Raises when ``train.on_divergence`` is ``"stop"``, when no
-    checkpoint was written yet, or after ``train.max_rollbacks`` rollbacks. Otherwise reloads the
-    newest checkpoint that loads, sets both learning rates to ``rollback_lr_factor ** k`` times
-    the scheduled ones after the k-th rollback, reseeds the run's generator from
-    ``seed + 1_000_003 · k`` (then the rank offset), and logs a ``"rollback"`` record.
-
-    Args:
-        trainer: the run; its state, ``rollbacks`` and ``lr_scale`` are updated in place.
-        term: the first non-finite term, from :func:`first_nonfinite`.
-
-    Raises:
-        DivergenceError: when the run stops (its logger is closed first).
-    """
-    t = trainer.cfg.train
-    latest = trainer.manager.checkpoints()
-    checkpoint = latest[-1] if latest else None
-    failed = trainer.iteration + 1
-    trainer.logger.log("divergence", failed, {"term": term, "rollbacks": trainer.rollbacks,
-                                              "checkpoint": str(checkpoint)})
-    if t.on_divergence == "stop" or checkpoint is None or trainer.rollbacks >= t.max_rollbacks:
-        detail = (f" after {trainer.rollbacks} rollback(s) (train.max_rollbacks = "
-                  f"{t.max_rollbacks})" if t.on_divergence == "rollback" else "")
-        trainer.logger.close()
-        raise DivergenceError(failed, term, checkpoint, detail)
-    loaded = trainer.manager.load_latest()
-    assert loaded is not None  # a checkpoint exists: checked above
-    rollbacks = trainer.rollbacks + 1
-    trainer.load_state_dict(loaded[0])
-    trainer.rollbacks, scale = rollbacks, t.rollback_lr_factor ** rollbacks
-    factor, trainer.lr_scale = scale / trainer.lr_scale, scale  # relative to the checkpoint's lrs
-    _scale_learning_rates(trainer.parts.optimizers, factor)
-    trainer.generator.manual_seed(rank_seed(trainer.cfg.seed + _ROLLBACK_SEED_STRIDE * rollbacks,
-                                            trainer.dist.rank))
-    trainer.logger.log("rollback", trainer.iteration, {"from": str(loaded[1]), "lr_scale": scale,
-                                                       "rollbacks": rollbacks})

@@ -10,14 +10,16 @@ import torch
 from torch import Tensor, nn
 
 from ebmguide.augment import apply_augment
-from ebmguide.builders import TrainingData, build_sampler
-from ebmguide.config import RunConfig
 from ebmguide.metrics import FrechetScorer, factor_statistics, shapes_feature_net
-from ebmguide.protocols import EnergyFn
-from ebmguide.real_sets import RealSets, real_sets
+from ebmguide.protocols import EnergyFn, EnergyModel
+from ebmguide.run.components import build_sampler
+from ebmguide.run.config import RunConfig
+from ebmguide.run.real_sets import RealSets, real_sets
+from ebmguide.run.training_data import TrainingData
 from ebmguide.sampling import langevin_dynamics
+from ebmguide.torch_utils import eval_mode
 
-__all__ = ["Evaluator", "SweepState", "buffer_protocol", "fresh_chains"]
+__all__ = ["Evaluator", "SweepState", "buffer_protocol", "ema_fresh_chains", "fresh_chains"]
 
 
 class SweepState(NamedTuple):
@@ -49,6 +51,29 @@ def fresh_chains(energy_fn: EnergyFn, cfg: RunConfig, shape: tuple[int, ...], n:
         if on_chunk is not None:
             on_chunk(len(parts[-1]))
     return torch.cat(parts)
+
+
+def ema_fresh_chains(ema: nn.Module, cfg: RunConfig, shape: tuple[int, ...], n: int, *,
+                     generator: torch.Generator, device: torch.device) -> Tensor:
+    """``n`` fresh chains of an EBM (the run's EMA copy) in eval mode, ``eval.fresh_steps`` long.
+
+    Args:
+        ema: the EMA network (``AveragedModel.module``), an :class:`~ebmguide.protocols.EnergyModel`.
+        cfg: the run's configuration (``eval.fresh_steps``, or ``sampler.n_steps`` when 0).
+        shape: the shape of one sample.
+        n: the number of chains.
+        generator: the only source of randomness.
+        device: where the chains run.
+
+    Returns:
+        ``(n, *shape)`` samples on the CPU.
+    """
+    if not isinstance(ema, EnergyModel):
+        raise TypeError(f"the EMA network ({type(ema).__name__}) is not an EnergyModel.")
+    steps = cfg.eval.fresh_steps or cfg.sampler.n_steps
+    with eval_mode(ema):
+        return fresh_chains(ema.energy, cfg, shape, n, steps=steps, generator=generator,
+                            device=device)
 
 
 def buffer_protocol(energy_fn: EnergyFn, cfg: RunConfig, shape: tuple[int, ...], n: int, *,
@@ -154,7 +179,7 @@ class Evaluator:
         self.features = features or "custom"
         # The paper's monitoring protocol: the reference is the held-out split, up to n images
         # (all 10,000 CIFAR-10 test images at n = 10,000); the floor compares it with as many
-        # other real images (see ebmguide.real_sets).
+        # other real images (see ebmguide.run.real_sets).
         self.sets = (real_sets(data, "held-out", self.n)
                      if feature_net is not None or self.shapes else None)
         self.real = None if self.sets is None else self.sets.reference

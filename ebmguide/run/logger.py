@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ebmguide.run_folder import atomic_text_file, open_append
+from ebmguide.run.folder import atomic_text_file, open_append
 
 __all__ = ["RunLogger", "read_metrics", "truncate_metrics"]
 

@@ -1,4 +1,4 @@
-"""What :class:`~ebmguide.runner.Trainer` does differently under torchrun, kept in one place.
+"""What :class:`~ebmguide.run.trainer.Trainer` does differently under torchrun, kept in one place.
 
 The runner calls these at a few marked points; each is the identity on one process.
 
@@ -27,7 +27,7 @@ from ebmguide.distributed.collectives import broadcast_object, gather_objects, s
 from ebmguide.distributed.runtime import DistributedContext, check_world_size
 
 if TYPE_CHECKING:
-    from ebmguide.config import RunConfig
+    from ebmguide.run.config import RunConfig
 
 __all__ = ["PER_RANK_KEYS", "NullLogger", "RankZeroCheckpoints", "gather_rank_state",
            "rank_config", "rank_zero_checkpoints", "select_rank_state"]
@@ -93,7 +93,7 @@ def select_rank_state(state: Mapping[str, Any], ctx: DistributedContext) -> dict
 
 
 class NullLogger:
-    """Stands in for :class:`~ebmguide.logging_utils.RunLogger` on ranks other than 0."""
+    """Stands in for :class:`~ebmguide.run.logger.RunLogger` on ranks other than 0."""
 
     tensorboard = False
 

@@ -25,8 +25,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ebmguide.builders import TrainingData
 from ebmguide.data import dequantize
+from ebmguide.run.training_data import TrainingData
 
 __all__ = ["RealPart", "RealPlan", "RealSets", "plan_real_sets", "real_sets"]
 

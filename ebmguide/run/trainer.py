@@ -1,6 +1,6 @@
 """The training run behind ``ebmguide train`` and ``ebmguide demo``.
 
-:class:`Trainer` builds everything from a :class:`~ebmguide.config.RunConfig`, runs CLEL
+:class:`Trainer` builds everything from a :class:`~ebmguide.run.config.RunConfig`, runs CLEL
 iterations with :func:`~ebmguide.training.clel_step`, and writes a run folder::
 
     <run>/config.toml           the resolved configuration
@@ -13,12 +13,18 @@ iterations with :func:`~ebmguide.training.clel_step`, and writes a run folder::
 All randomness comes from explicit generators whose states are checkpointed, so on CPU
 ``N`` iterations straight and ``N/2`` + resume + ``N/2`` give bit-identical parameters.
 
-Divergence guard (:mod:`ebmguide.divergence`): after every iteration one host sync checks that
-the samples, energies and loss terms are finite; if not, the run stops with a
-:class:`DivergenceError` or rolls back to its last good checkpoint (``train.on_divergence``).
+Divergence guard (checks in :mod:`ebmguide.run.divergence`): after every iteration one host sync
+checks that the samples, energies and loss terms are finite; if not, the run stops with a
+:class:`~ebmguide.run.divergence.DivergenceError` or rolls back to its last good checkpoint
+(``train.on_divergence``; :meth:`Trainer.on_divergence`).
 
-Interruption (:mod:`ebmguide.interrupt`): SIGINT (Ctrl-C) or SIGTERM during :meth:`Trainer.run`
-finishes the current iteration, writes a checkpoint and raises :class:`RunInterrupted` naming it.
+Your own components: ``Trainer(cfg, run_dir, ebm=..., guide=..., sampler=..., data=...)`` trains
+modules built in Python (any object satisfying the protocols of :mod:`ebmguide.protocols`; the
+networks must be ``nn.Module`` s for the EMA copies and checkpoints); the config sets everything
+else. A config can also name a backbone, encoder or dataset by import path (docs/extend).
+
+Interruption (:mod:`ebmguide.run.interrupt`): SIGINT (Ctrl-C) or SIGTERM during :meth:`Trainer.run`
+finishes the current iteration, writes a checkpoint and raises :class:`~ebmguide.run.interrupt.RunInterrupted` naming it.
 """
 
 from __future__ import annotations
@@ -28,14 +34,12 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
 
-from ebmguide.builders import build_components, load_training_data, resolve_device
 from ebmguide.checkpoint import CheckpointManager
-from ebmguide.config import RunConfig, config_to_dict, dumps_toml
 from ebmguide.distributed import (
     DistributedContext,
     any_rank,
@@ -45,47 +49,45 @@ from ebmguide.distributed import (
     release_ddp,
     wrap_ddp,
 )
-from ebmguide.distributed.trainer import (
+from ebmguide.ema import update_ema
+from ebmguide.grid import save_panels
+from ebmguide.guide import SimCLRGuide
+from ebmguide.protocols import ContrastiveGuide, EnergyModel, LangevinSampler
+from ebmguide.run.checkpoints import (
+    components_state,
+    load_components_state,
+    load_state,
+)
+from ebmguide.run.components import build_components
+from ebmguide.run.config import RunConfig, config_to_dict, dumps_toml
+from ebmguide.run.divergence import (
+    ROLLBACK_SEED_STRIDE,
+    DivergenceError,
+    GradientNormCheck,
+    first_nonfinite,
+    nonfinite_entries,
+    scale_learning_rates,
+    state_flags,
+)
+from ebmguide.run.evaluator import Evaluator, ema_fresh_chains
+from ebmguide.run.folder import RunLock, checked_path, open_run_folder, write_text_atomic
+from ebmguide.run.interrupt import RunInterrupted, StopRequest, stop_on_signals
+from ebmguide.run.logger import RunLogger
+from ebmguide.run.movement import MovementMonitor
+from ebmguide.run.progress import progress_bar, resolve_progress
+from ebmguide.run.rank_hooks import (
     NullLogger,
     gather_rank_state,
     rank_config,
     rank_zero_checkpoints,
     select_rank_state,
 )
-from ebmguide.divergence import CHECK_ORDER as CHECK_ORDER  # importable from here as before
-from ebmguide.divergence import (
-    DivergenceError,
-    GradientNormCheck,
-    first_nonfinite,
-    handle_divergence,
-    nonfinite_entries,
-    state_flags,
-)
-from ebmguide.ema import update_ema
-from ebmguide.energy import SphericalEBM
-from ebmguide.evaluation import Evaluator, fresh_chains
-from ebmguide.grid import save_panels
-from ebmguide.interrupt import RunInterrupted, StopRequest, stop_on_signals
-from ebmguide.logging_utils import RunLogger
-from ebmguide.progress import progress_bar, resolve_progress
-from ebmguide.run_folder import RunLock, checked_path, open_run_folder, write_text_atomic
-from ebmguide.run_state import (
-    components_state,
-    find_checkpoint,
-    load_components_state,
-    load_run,
-    load_state,
-)
-from ebmguide.sampling.diagnostics import (
-    ChainMovement,
-    SamplerWarning,
-    movement_summary,
-    movement_warning,
-)
+from ebmguide.run.training_data import TrainingData, load_training_data
+from ebmguide.sampling.diagnostics import SamplerWarning
+from ebmguide.torch_utils import resolve_device
 from ebmguide.training import clel_step
 
-__all__ = ["DivergenceError", "RunInterrupted", "Trainer", "find_checkpoint", "load_run",
-           "load_state"]
+__all__ = ["Trainer"]
 
 _FLAGS = ("samples", "gradients", "parameters", "ema", "optimizer", "buffer")  # guard-only terms
 
@@ -99,30 +101,42 @@ class Trainer:
         resume: a checkpoint file or run folder to continue from.
         progress: ``"auto"`` (or True): a tqdm bar on a terminal, one line per log interval
             otherwise (a log file); ``"bar"``, ``"lines"``, or ``"none"`` (or False); see
-            :mod:`ebmguide.progress`.
+            :mod:`ebmguide.run.progress`.
         hooks: callables ``hook(trainer, iteration)`` run before each iteration (0-based), e.g.
             for fault injection in tests.
         dist: the torchrun context from :func:`ebmguide.distributed.init_distributed` for a
             data-parallel run (see docs/distributed.md); default: one process on ``cfg.device``.
             Call :meth:`close` before the process group is destroyed.
+        ebm: your energy model (an ``nn.Module`` satisfying
+            :class:`~ebmguide.protocols.EnergyModel`) instead of the one ``cfg.model`` names.
+        guide: your guide (an ``nn.Module`` satisfying
+            :class:`~ebmguide.protocols.ContrastiveGuide`) instead of ``cfg.guide``'s.
+        sampler: your sampler (a :class:`~ebmguide.protocols.LangevinSampler` with a replay
+            buffer, such as :class:`~ebmguide.sampling.SGLDSampler`) instead of ``cfg.sampler``'s.
+        data: your training data (:class:`~ebmguide.run.training_data.TrainingData`, e.g. from
+            :meth:`~ebmguide.run.training_data.TrainingData.from_tensors`) instead of ``cfg.data``.
+            A resumed run must be given the same components again (checkpoints hold tensors only).
     """
 
     def __init__(self, cfg: RunConfig, run_dir: str | Path, *, resume: str | Path | None = None,
                  progress: bool | str = True,
                  hooks: Sequence[Callable[[Trainer, int], None]] = (),
-                 dist: DistributedContext | None = None) -> None:
+                 dist: DistributedContext | None = None, ebm: EnergyModel | None = None,
+                 guide: ContrastiveGuide | None = None, sampler: LangevinSampler | None = None,
+                 data: TrainingData | None = None) -> None:
         self.cfg, self.run_dir, self.hooks = cfg, Path(run_dir), hooks
         self.progress = resolve_progress(progress)
         if cfg.train.num_threads > 0:
             torch.set_num_threads(cfg.train.num_threads)
         self.dist = dist if dist is not None else local_context(resolve_device(cfg.device))
         self.device = self.dist.device
-        self.data = load_training_data(cfg)  # fails at once when the data is absent
+        # fails at once when the data is absent
+        self.data = data if data is not None else load_training_data(cfg)
         self.generator = torch.Generator(self.device).manual_seed(rank_seed(cfg.seed,
                                                                             self.dist.rank))
         # distributed: each rank builds with its share of the buffer and a global-batch EMA
         self.parts = build_components(rank_config(cfg, self.dist), self.data.shape, self.device,
-                                      self.generator)
+                                      self.generator, ebm=ebm, guide=guide, sampler=sampler)
         self.batches = self.data.batches(cfg.train.batch_size, cfg.seed + 1, self.device,
                                          rank=self.dist.rank, world_size=self.dist.world_size)
         self.iteration, self.rollbacks, self.lr_scale = 0, 0, 1.0
@@ -134,22 +148,20 @@ class Trainer:
         if resume is not None:
             self.load_state_dict(load_state(resume)[0])
         self._lock: RunLock | None = None
+        self.logger: RunLogger | NullLogger = NullLogger()
         if self.dist.is_main:  # distributed: rank 0 alone writes files and logs
             # no symlinks, one writer (an OS lock naming its pid), stale temp files removed
             self._lock = open_run_folder(self.run_dir)
             write_text_atomic(checked_path(self.run_dir, "config.toml"), dumps_toml(cfg))
-        self.logger: RunLogger | NullLogger = NullLogger()
-        if self.dist.is_main:
             self.logger = RunLogger(self.run_dir, tensorboard=cfg.train.tensorboard,
                                     resume_iteration=self.iteration if resume is not None else None)
             self.logger.log_text("config", dumps_toml(cfg), self.iteration)
         # distributed: DDP-wrapped networks for the training step (the plain ones on one process)
+        if self.dist.enabled and isinstance(self.parts.guide, SimCLRGuide):
+            self.parts.guide.gather_distributed = True  # NT-Xent over the global batch
         self.train_ebm, self.train_guide = wrap_ddp(self.parts.ebm, self.parts.guide, self.dist)
         self._evaluator: Evaluator | None = None
-        # Sum of the sampler's movement diagnostics since the last log line (device, no sync).
-        self._movement = torch.zeros(3, device=self.device)
-        self._movement_count = 0
-        self._warned: set[str] = set()
+        self._movement = MovementMonitor(cfg.sampler, self.device)
         self.stop = StopRequest()  # set by SIGINT/SIGTERM during run(), or by a hook
 
     def close(self) -> None:
@@ -206,7 +218,9 @@ class Trainer:
         """One iteration; returns the detached terms (not yet checked for finiteness)."""
         p, o = self.parts, self.parts.optimizers
         x = next(self.batches).to(self.device)
-        out = clel_step(self.train_ebm, self.train_guide, p.sampler, x, ebm_optimizer=o.ebm,
+        # the built (or given) networks satisfy the protocols: checked in build_components
+        ebm, guide = cast(EnergyModel, self.train_ebm), cast(ContrastiveGuide, self.train_guide)
+        out = clel_step(ebm, guide, p.sampler, x, ebm_optimizer=o.ebm,
                         guide_optimizer=o.guide, loss_fn=p.loss_fn, generator=self.generator,
                         extra_negatives=self.cfg.guide.extra_negatives,
                         joint_forward=self.cfg.train.joint_forward)
@@ -216,8 +230,7 @@ class Trainer:
         terms = dict(out.terms)
         terms["samples"] = torch.where(all_finite, 0.0, float("nan"))  # NaN flags a bad chain
         terms["gradients"] = self._grad_check.flag()  # NaN: a norm above train.max_grad_norm
-        self._movement += movement_summary(out.sampling).to(self._movement)
-        self._movement_count += 1
+        self._movement.add(out.sampling)
         return terms
 
     def run(self, until: int | None = None) -> dict[str, float]:
@@ -268,7 +281,7 @@ class Trainer:
                     terms.update(state_flags(self.parts))
                 bad = first_nonfinite(terms)
                 if bad is not None:
-                    handle_divergence(self, bad)
+                    self.on_divergence(bad)
                     bar.n = self.iteration
                     bar.refresh()
                     continue
@@ -327,29 +340,60 @@ class Trainer:
                         refresh=False)
 
     def _movement_values(self) -> dict[str, float]:
-        """The sampler's movement averaged since the last log line; warns once if chains stall.
+        """The sampler's movement since the last log line; warns once per kind if chains stall."""
+        values, problem = self._movement.averages()
+        if problem is not None and self.dist.is_main:
+            warnings.warn(f"iteration {self.iteration}: {problem}", SamplerWarning, stacklevel=3)
+            self.logger.log("warning", self.iteration, {"message": problem})
+        return values
 
-        Logged as ``sgld_drift`` (root mean square gradient move per step and pixel),
-        ``sgld_drift_to_noise`` and ``sgld_displacement`` (per call); see
-        :mod:`ebmguide.sampling.diagnostics` for the thresholds.
+    # -- the divergence guard ----------------------------------------------------------------
+    def on_divergence(self, term: str) -> None:
+        """Stop or roll back a run whose next iteration produced a non-finite ``term``.
+
+        Logs a ``"divergence"`` record. Raises when ``train.on_divergence`` is ``"stop"``, when
+        no checkpoint was written yet, or after ``train.max_rollbacks`` rollbacks. Otherwise
+        :meth:`roll_back`.
+
+        Args:
+            term: the first non-finite term, from
+                :func:`~ebmguide.run.divergence.first_nonfinite`.
+
+        Raises:
+            DivergenceError: when the run stops (its logger is closed first).
         """
-        if self._movement_count == 0:
-            return {}
-        window = self._movement / self._movement_count
-        averaged = reduce_mean(dict(zip(ChainMovement._fields, window, strict=True)))
-        movement = ChainMovement(*(float(averaged[k]) for k in ChainMovement._fields))
-        self._movement.zero_()
-        self._movement_count = 0
-        s = self.cfg.sampler
-        low, high = s.clamp if s.clamp is not None else s.init_range
-        problem = movement_warning(movement, n_steps=max(s.n_steps, 1), data_range=high - low)
-        if problem is not None and problem.kind not in self._warned and self.dist.is_main:
-            self._warned.add(problem.kind)
-            warnings.warn(f"iteration {self.iteration}: {problem.message}", SamplerWarning,
-                          stacklevel=2)
-            self.logger.log("warning", self.iteration, {"message": problem.message})
-        return {"sgld_drift": movement.drift, "sgld_drift_to_noise": movement.drift_to_noise,
-                "sgld_displacement": movement.displacement}
+        t = self.cfg.train
+        latest = self.manager.checkpoints()
+        checkpoint = latest[-1] if latest else None
+        failed = self.iteration + 1
+        self.logger.log("divergence", failed, {"term": term, "rollbacks": self.rollbacks,
+                                               "checkpoint": str(checkpoint)})
+        if t.on_divergence == "stop" or checkpoint is None or self.rollbacks >= t.max_rollbacks:
+            detail = (f" after {self.rollbacks} rollback(s) (train.max_rollbacks = "
+                      f"{t.max_rollbacks})" if t.on_divergence == "rollback" else "")
+            self.logger.close()
+            raise DivergenceError(failed, term, checkpoint, detail)
+        self.roll_back()
+
+    def roll_back(self) -> None:
+        """Reload the newest checkpoint that loads, with lower learning rates and a new seed.
+
+        After the k-th rollback both learning rates are ``rollback_lr_factor ** k`` times the
+        scheduled ones and the run's generator is reseeded from ``seed + 1_000_003 · k`` (then the
+        rank offset); a ``"rollback"`` record is logged.
+        """
+        loaded = self.manager.load_latest()
+        if loaded is None:
+            raise RuntimeError("roll_back() needs a checkpoint; none loads.")
+        rollbacks = self.rollbacks + 1
+        self.load_state_dict(loaded[0])
+        self.rollbacks, scale = rollbacks, self.cfg.train.rollback_lr_factor ** rollbacks
+        factor, self.lr_scale = scale / self.lr_scale, scale  # relative to the checkpoint's lrs
+        scale_learning_rates(self.parts.optimizers, factor)
+        self.generator.manual_seed(rank_seed(self.cfg.seed + ROLLBACK_SEED_STRIDE * rollbacks,
+                                             self.dist.rank))
+        self.logger.log("rollback", self.iteration, {"from": str(loaded[1]), "lr_scale": scale,
+                                                     "rollbacks": rollbacks})
 
     # -- evaluation and samples --------------------------------------------------------------
     @property
@@ -360,17 +404,9 @@ class Trainer:
         return self._evaluator
 
     def _fresh(self, n: int) -> Tensor:
-        steps = self.cfg.eval.fresh_steps or self.cfg.sampler.n_steps
         g = torch.Generator(self.device).manual_seed(self.cfg.seed + 17)
-        ema = self.parts.ebm_ema.module
-        assert isinstance(ema, SphericalEBM)  # the AveragedModel of build_components' EBM
-        was_training = ema.training
-        ema.eval()
-        try:
-            return fresh_chains(ema.energy, self.cfg, self.data.shape, n, steps=steps,
+        return ema_fresh_chains(self.parts.ebm_ema.module, self.cfg, self.data.shape, n,
                                 generator=g, device=self.device)
-        finally:
-            ema.train(was_training)
 
     def evaluate(self, *, fresh: bool) -> dict[str, float]:
         """Score the replay buffer (and, with ``fresh``, fresh EMA chains); log and return it."""

@@ -115,7 +115,7 @@ class Experiment:
 
     def sample(self, n: int, beta: float, *, and_: tuple[str, ...] = (), not_: tuple[str, ...] = (),
                or_: tuple[str, ...] = (), init: str | None = None) -> torch.Tensor:
-        from ebmguide.builders import build_sampler
+        from ebmguide.run.components import build_sampler
 
         self.calls += 1
         g = torch.Generator(self.ctx.device).manual_seed(self.args.seed * 7919 + self.calls)

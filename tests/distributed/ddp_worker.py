@@ -139,8 +139,8 @@ def trainer_state(trainer: Any) -> dict[str, Tensor]:
 
 def scenario_trainer(ctx: D.DistributedContext, out: Path) -> None:
     """6 iterations straight, 3 + resume + 3, and a rollback, through the Trainer under DDP."""
-    from ebmguide.config import load_config
-    from ebmguide.runner import Trainer
+    from ebmguide.run.config import load_config
+    from ebmguide.run.trainer import Trainer
 
     cfg = load_config("demo", TINY)
     result: dict[str, Any] = {}
@@ -160,8 +160,8 @@ def scenario_trainer(ctx: D.DistributedContext, out: Path) -> None:
 
 def rollback(ctx: D.DistributedContext, out: Path) -> dict[str, Any]:
     """Rank 1 alone produces non-finite samples once: every rank rolls back together."""
-    from ebmguide.config import load_config
-    from ebmguide.runner import Trainer
+    from ebmguide.run.config import load_config
+    from ebmguide.run.trainer import Trainer
 
     cfg = load_config("demo", [*TINY, "train.on_divergence=rollback", "train.checkpoint_every=2",
                                "train.iterations=5"])

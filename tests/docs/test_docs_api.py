@@ -25,7 +25,7 @@ import pytest
 
 import ebmguide
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def public_modules() -> list[ModuleType]:

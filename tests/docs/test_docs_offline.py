@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HELPER = Path(__file__).with_name("docs_browser.py")
 VENDOR = ROOT / "docs" / "javascripts" / "vendor"
 BUNDLED = (VENDOR / "mathjax" / "tex-svg-full.js", VENDOR / "iframe-worker" / "shim.js",

@@ -11,7 +11,7 @@ from types import ModuleType
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ["toy2d/train.py", "shapes/train.py", "cifar10_clel/train.py"]
 
 

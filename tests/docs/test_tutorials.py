@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 import ebmguide as eg
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TUTORIALS = ROOT / "examples" / "tutorials"
 SCRIPTS = sorted(path for path in TUTORIALS.glob("*.py") if not path.name.startswith("_"))
 

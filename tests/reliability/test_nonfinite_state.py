@@ -17,10 +17,11 @@ import torch
 
 from ebmguide.checkpoint import CheckpointManager, load_checkpoint, save_checkpoint
 from ebmguide.cli import main
-from ebmguide.config import load_config
-from ebmguide.divergence import nonfinite_entries
 from ebmguide.grid import image_grid, save_panels, to_uint8
-from ebmguide.runner import DivergenceError, Trainer, load_state
+from ebmguide.run.checkpoints import load_state
+from ebmguide.run.config import load_config
+from ebmguide.run.divergence import DivergenceError, nonfinite_entries
+from ebmguide.run.trainer import Trainer
 
 TINY = Path(__file__).resolve().parents[1] / "tiny_run.toml"
 

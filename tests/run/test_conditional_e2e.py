@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from ebmguide.builders import build_sampler
 from ebmguide.cli.compose import load_context, resolve_condition
 from ebmguide.conditional import composed_energy, sample_energy
-from ebmguide.config import load_config
 from ebmguide.data import COLOURS, read_factors
-from ebmguide.runner import Trainer
+from ebmguide.run.components import build_sampler
+from ebmguide.run.config import load_config
+from ebmguide.run.trainer import Trainer
 
 BETA = 0.03
 N_PER_COLOUR = 50

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ebmguide.config import (
+from ebmguide.run.config import (
     RunConfig,
     config_from_dict,
     config_to_dict,
@@ -112,7 +112,7 @@ def test_recipe_head_comments_match_the_built_networks() -> None:
     import re
     from importlib import resources
 
-    from ebmguide.builders import build_ebm
+    from ebmguide.run.components import build_ebm
 
     checked = 0
     for name in shipped_configs():

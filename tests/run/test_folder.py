@@ -20,16 +20,16 @@ from pathlib import Path
 import pytest
 
 from ebmguide.cli import main
-from ebmguide.config import load_config
-from ebmguide.logging_utils import RunLogger, read_metrics
-from ebmguide.run_folder import (
+from ebmguide.run.config import load_config
+from ebmguide.run.folder import (
     RunFolderError,
     RunLock,
     RunLockedError,
     clean_stale_temps,
     default_run_dir,
 )
-from ebmguide.runner import Trainer
+from ebmguide.run.logger import RunLogger, read_metrics
+from ebmguide.run.trainer import Trainer
 
 TINY = Path(__file__).parents[1] / "tiny_run.toml"
 TINY_ARGS = ["--config", str(TINY), "--no-progress"]
@@ -153,7 +153,7 @@ def test_lock_from_another_process_and_its_release_on_death(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
     run.mkdir()
-    code = ("import sys, time; from ebmguide.run_folder import RunLock; "
+    code = ("import sys, time; from ebmguide.run.folder import RunLock; "
             "lock = RunLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(60)")
     holder = subprocess.Popen([sys.executable, "-c", code, str(run)], stdout=subprocess.PIPE,
                               text=True)
@@ -217,7 +217,7 @@ def test_sigkill_during_the_first_checkpoint_write_then_resume_and_restart(
 
 TRUNCATE = """
 import resource, signal, sys
-from ebmguide.logging_utils import RunLogger
+from ebmguide.run.logger import RunLogger
 if len(sys.argv) > 3:  # the kernel kills the process (SIGXFSZ) once it writes past this size
     signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it by default
     resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[3]), int(sys.argv[3])))

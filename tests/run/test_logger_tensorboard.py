@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from ebmguide.config import dumps_toml, load_config
-from ebmguide.runner import Trainer
+from ebmguide.run.config import dumps_toml, load_config
+from ebmguide.run.trainer import Trainer
 
-TINY = Path(__file__).resolve().parent / "tiny_run.toml"
+TINY = Path(__file__).resolve().parents[1] / "tiny_run.toml"
 
 
 def test_tensorboard_gets_sample_grids_and_the_config(tmp_path: Path) -> None:

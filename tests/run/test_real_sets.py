@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from ebmguide.builders import load_training_data
-from ebmguide.config import load_config
-from ebmguide.evaluation import Evaluator
-from ebmguide.real_sets import RealPart, plan_real_sets, real_sets
+from ebmguide.run.config import load_config
+from ebmguide.run.evaluator import Evaluator
+from ebmguide.run.real_sets import RealPart, plan_real_sets, real_sets
+from ebmguide.run.training_data import load_training_data
 
 CIFAR = {"train": 50_000, "test": 10_000}
 
@@ -63,7 +63,7 @@ def test_too_little_data_is_a_clear_error() -> None:
 
 
 def _folder_config(root: Path, n: int) -> object:
-    return load_config(str(Path(__file__).parent / "tiny_run.toml"),
+    return load_config(str(Path(__file__).resolve().parents[1] / "tiny_run.toml"),
                        ['data.name="image_folder"', f'data.path="{root}"',
                         f"eval.n_samples={n}"])
 

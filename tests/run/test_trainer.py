@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from ebmguide.config import load_config
-from ebmguide.runner import DivergenceError, Trainer, find_checkpoint, load_run
+from ebmguide.run.checkpoints import find_checkpoint, load_run
+from ebmguide.run.config import load_config
+from ebmguide.run.divergence import DivergenceError
+from ebmguide.run.trainer import Trainer
 
-TINY = Path(__file__).with_name("tiny_run.toml")
+TINY = Path(__file__).resolve().parents[1] / "tiny_run.toml"
 
 
 def tiny(*extra: str):  # type: ignore[no-untyped-def]
@@ -74,7 +76,7 @@ def test_evaluation_logs_fd_and_factor_statistics(tmp_path: Path) -> None:
     cfg = tiny("data.size=16", "eval.every=3", "eval.feature_net=shapes_classifier",
                "eval.n_samples=32")
     trainer = Trainer(cfg, tmp_path, progress=False)
-    import ebmguide.evaluation as evaluation
+    import ebmguide.run.evaluator as evaluation
     from ebmguide.metrics import train_shapes_feature_net
 
     net, _ = train_shapes_feature_net(size=16, iterations=5, batch_size=16)
@@ -155,7 +157,7 @@ def test_logger_writes_jsonl_and_tensorboard_when_available(
     import sys
     import types
 
-    from ebmguide.logging_utils import RunLogger, read_metrics
+    from ebmguide.run.logger import RunLogger, read_metrics
 
     scalars: list[tuple[str, float, int]] = []
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from ebmguide.config import load_config
-from ebmguide.runner import Trainer
+from ebmguide.run.config import load_config
+from ebmguide.run.trainer import Trainer
 from ebmguide.sampling import SamplerWarning
 from ebmguide.sampling.diagnostics import MIN_DRIFT_TO_NOISE, MIN_TRAVEL
 
-TINY = Path(__file__).with_name("tiny_run.toml")
+TINY = Path(__file__).resolve().parents[1] / "tiny_run.toml"
 # The shipped demo recipe for its first 30 iterations, without the evaluation (no feature net).
 DEMO_30 = ("train.iterations=30", "eval.every=0", 'eval.feature_net="none"',
            "train.sample_every=1000", "train.checkpoint_every=1000", "train.tensorboard=false")
