@@ -31,8 +31,8 @@ from kornia.enhance import (
 )
 from torch import Tensor, nn
 
-__all__ = ["AUGMENTATIONS", "Augment", "GaussianJitter", "JitterParams", "PerSampleColorJitter", "apply_augment",
-           "make_augmentation"]
+__all__ = ["AUGMENTATIONS", "Augment", "GaussianJitter", "JitterParams", "PerSampleColorJitter",
+           "apply_augment", "make_augmentation"]
 
 Augment = Callable[[Tensor], Tensor]
 """Any batched augmentation: ``(B, C, H, W) -> (B, C, H, W)``."""

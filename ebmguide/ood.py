@@ -115,7 +115,8 @@ def ood_scores(
         :class:`OODScores` with ``(N,)`` CPU tensors in the EBM's dtype (float32, or float64
         for a float64 model: nothing is cast down). Inputs are cast to that dtype.
     """
-    dev = torch.device(device) if device is not None else (module_device(ebm) or torch.device("cpu"))
+    dev = (torch.device(device) if device is not None
+           else module_device(ebm) or torch.device("cpu"))
     dtype = _dtype_of(ebm)
     energies, cosines = [], []
     with eval_mode(ebm, guide):

@@ -8,7 +8,8 @@ key or a value of the wrong type or range raises ``ValueError`` naming it.
 TOML has no null: optional settings (``sampler.grad_clip``, ``sampler.clamp``) take the string
 ``"none"`` to mean None.
 
-The dataclasses (:class:`RunConfig` and its sections) are defined in :mod:`ebmguide.run.config_schema`
+The dataclasses (:class:`RunConfig` and its sections) are defined in
+:mod:`ebmguide.run.config_schema`
 and importable from here.
 
 Example:

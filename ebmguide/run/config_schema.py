@@ -6,7 +6,8 @@ each: :class:`DataConfig`, :class:`ModelConfig`, :class:`GuideConfig`, :class:`S
 :class:`EvalConfig`. Constructing a :class:`RunConfig` checks the ranges (finite numbers,
 positive sizes, probabilities in [0, 1], ordered pairs) and raises ``ValueError`` naming the key.
 
-Every class is importable from :mod:`ebmguide.run.config`, which reads and writes these configurations
+Every class is importable from :mod:`ebmguide.run.config`, which reads and writes these
+configurations
 as TOML and type-checks every value.
 """
 

@@ -58,7 +58,8 @@ def ema_fresh_chains(ema: nn.Module, cfg: RunConfig, shape: tuple[int, ...], n: 
     """``n`` fresh chains of an EBM (the run's EMA copy) in eval mode, ``eval.fresh_steps`` long.
 
     Args:
-        ema: the EMA network (``AveragedModel.module``), an :class:`~ebmguide.protocols.EnergyModel`.
+        ema: the EMA network (``AveragedModel.module``), an
+        :class:`~ebmguide.protocols.EnergyModel`.
         cfg: the run's configuration (``eval.fresh_steps``, or ``sampler.n_steps`` when 0).
         shape: the shape of one sample.
         n: the number of chains.

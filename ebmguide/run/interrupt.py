@@ -1,6 +1,7 @@
 """Stopping a training run cleanly on SIGINT (Ctrl-C) or SIGTERM (a batch system's stop).
 
-While :meth:`~ebmguide.run.trainer.Trainer.run` trains, :func:`stop_on_signals` replaces the handlers of
+While :meth:`~ebmguide.run.trainer.Trainer.run` trains, :func:`stop_on_signals` replaces the
+handlers of
 SIGINT and SIGTERM by one that only records the request (:class:`StopRequest`) and prints a line
 saying what will happen. The trainer looks at the request between iterations, writes a checkpoint
 of the finished iteration and raises :class:`RunInterrupted`, which names that checkpoint. A second
@@ -76,7 +77,7 @@ class StopRequest:
             self.signum = int(signum)
 
     def clear(self) -> None:
-        """Forget an earlier request (a new :meth:`~ebmguide.run.trainer.Trainer.run` starts clean)."""
+        """Forget an earlier request (a new ``Trainer.run`` starts clean)."""
         self.signum = None
 
 

@@ -24,7 +24,8 @@ networks must be ``nn.Module`` s for the EMA copies and checkpoints); the config
 else. A config can also name a backbone, encoder or dataset by import path (docs/extend).
 
 Interruption (:mod:`ebmguide.run.interrupt`): SIGINT (Ctrl-C) or SIGTERM during :meth:`Trainer.run`
-finishes the current iteration, writes a checkpoint and raises :class:`~ebmguide.run.interrupt.RunInterrupted` naming it.
+finishes the current iteration, writes a checkpoint and raises
+:class:`~ebmguide.run.interrupt.RunInterrupted` naming it.
 """
 
 from __future__ import annotations

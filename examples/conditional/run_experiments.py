@@ -33,11 +33,11 @@ from typing import Any
 
 import torch
 
-from ebmguide.cli.compose import ConditionContext, load_context, resolve_condition, save_rows
 from ebmguide.conditional import composed_energy, sample_energy
 from ebmguide.data import make_shapes, read_factors
 from ebmguide.metrics import shapes_feature_net, train_shapes_feature_net
 from ebmguide.ood import auroc, ood_scores
+from ebmguide.run.conditions import ConditionContext, load_context, resolve_condition, save_rows
 
 FACTORS = ("shape", "colour", "scale", "quadrant")
 PAIRS = [("colour=red", "shape=square"), ("colour=blue", "shape=circle"),

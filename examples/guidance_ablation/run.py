@@ -33,11 +33,11 @@ from typing import Any
 
 import torch
 
-from ebmguide.cli.compose import load_context, resolve_condition
 from ebmguide.conditional import composed_energy, sample_energy
 from ebmguide.data import COLOURS, read_factors
 from ebmguide.run.checkpoints import find_checkpoint, load_run
 from ebmguide.run.components import build_sampler
+from ebmguide.run.conditions import load_context, resolve_condition
 from ebmguide.run.config import RunConfig, load_config
 from ebmguide.run.trainer import Trainer
 

@@ -2,7 +2,8 @@
 
 Each test injects one fault into a tiny CPU run through a forward hook on a network (no change to
 its state_dict, so checkpoints and rollbacks see the real modules) and checks what the divergence
-guard of :class:`ebmguide.run.trainer.Trainer` promises: a :class:`~ebmguide.run.trainer.DivergenceError`
+guard of :class:`ebmguide.run.trainer.Trainer` promises: a
+:class:`~ebmguide.run.trainer.DivergenceError`
 naming the iteration, the first non-finite term and the last good checkpoint (``"stop"``), or a
 rollback with a lower learning rate and a fresh seed (``"rollback"``); and, in every case, a replay
 buffer and checkpoints holding only finite values.

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from ebmguide.cli.compose import load_context, resolve_condition
 from ebmguide.conditional import composed_energy, sample_energy
 from ebmguide.data import COLOURS, read_factors
 from ebmguide.run.components import build_sampler
+from ebmguide.run.conditions import load_context, resolve_condition
 from ebmguide.run.config import load_config
 from ebmguide.run.trainer import Trainer
 

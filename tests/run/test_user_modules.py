@@ -92,7 +92,8 @@ def test_user_modules_train_resume_evaluate_sample(
     for command in (["sample", "--checkpoint", str(run), "--n", "4", "--steps", "2",
                      "--out", str(tmp_path / "samples")],
                     ["evaluate", "--checkpoint", str(run), "--n", "8", "--steps", "2",
-                     "--feature-net", str(tmp_path / "features.pt2"), "--no-progress", "--out", str(tmp_path / "eval"),
+                     "--feature-net", str(tmp_path / "features.pt2"), "--no-progress", "--out",
+                     str(tmp_path / "eval"),
                      "--json", str(tmp_path / "eval.json")]):
         capsys.readouterr()
         assert main(command) == 2, command[0]
@@ -106,7 +107,7 @@ def test_user_modules_train_resume_evaluate_sample(
 def test_a_bad_import_path_says_what_to_write(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(TINY.read_text().replace('backbone = "small_cnn"', 'backbone = "no module"'))
-    with pytest.raises(ValueError, match="package.module:Name"):
+    with pytest.raises(ValueError, match=r"package\.module:Name"):
         load_config(path)
     path.write_text(TINY.read_text().replace('backbone = "small_cnn"',
                                              'backbone = "no_such_module_xyz:Net"'))
