@@ -12,7 +12,6 @@ killed sweep resumes from its last finished round, and the final samples into
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,11 +20,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ebmguide.feature_nets import check_not_guide
 from ebmguide.grid import save_panels, to_uint8
-from ebmguide.metrics import FrechetScorer, check_not_guide, kernel_distance
+from ebmguide.metrics import FrechetScorer, kernel_distance
 from ebmguide.run.checkpoints import find_checkpoint, load_run
 from ebmguide.run.components import networks_from_checkpoint, sample_shape
 from ebmguide.run.config import RunConfig
+from ebmguide.run.evaluation_inputs import EvaluateOptions, load_feature_net, load_samples
 from ebmguide.run.evaluator import SweepState, buffer_protocol, fresh_chains
 from ebmguide.run.progress import progress_bar
 from ebmguide.run.real_sets import RealSets, real_sets
@@ -79,7 +80,7 @@ class SweepFolder:
 class EvaluationPlan:
     """Everything :func:`prepare` checked, for :func:`draw` and :func:`score`."""
 
-    args: Any
+    args: EvaluateOptions
     checkpoint: Path
     cfg: RunConfig
     state: dict[str, Any]
@@ -97,7 +98,7 @@ class EvaluationPlan:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _check_options(args: Any) -> None:
+def _check_options(args: EvaluateOptions) -> None:
     for name, low in (("n", 2), ("rounds", 1), ("chunk", 1)):
         value = getattr(args, name)
         if value < low:
@@ -106,59 +107,7 @@ def _check_options(args: Any) -> None:
         raise ValueError(f"--steps must not be negative, got {args.steps}.")
 
 
-def _read_samples(path: Path) -> Tensor:
-    """The tensor of a samples file (``.npz`` with ``images``, or a ``.pt`` tensor)."""
-    if path.is_dir():
-        raise IsADirectoryError(f"samples file {path}: Is a directory; check the path, that it "
-                                f"is a file (.npz with an 'images' array, or a .pt tensor).")
-    if not path.is_file():
-        raise FileNotFoundError(f"samples file {path} does not exist.")
-    if path.suffix == ".npz":
-        with np.load(path) as arrays:
-            if "images" not in arrays:
-                raise ValueError(f"{path} holds the arrays {sorted(arrays.files)} but no "
-                                 f"'images': pass an .npz written by `ebmguide sample`, or save "
-                                 f"yours with np.savez(path, images=array).")
-            return torch.from_numpy(arrays["images"])
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(data, Tensor):
-        raise ValueError(f"{path} holds a {type(data).__name__}, not a tensor: save the samples "
-                         f"with torch.save(tensor, path) (N, C, H, W).")
-    return data
-
-
-def _load_samples(path: Path, shape: tuple[int, ...]) -> Tensor:
-    """Samples to score, refused unless they match the run: shape, count, dtype and range.
-
-    Raises:
-        ValueError: naming what the file holds and what this run's samples are.
-    """
-    data = _read_samples(path)
-    if tuple(data.shape[1:]) != shape or len(data) < 2:
-        expected = "x".join(map(str, shape))
-        got = "x".join(map(str, data.shape[1:])) or "scalars"
-        hint = (" (channels last? move them first: array.transpose(0, 3, 1, 2))"
-                if len(shape) == 3 and tuple(data.shape[1:]) == (*shape[1:], shape[0]) else "")
-        raise ValueError(f"{path} holds {len(data) if data.dim() else 0} samples of {got}; this "
-                         f"run's samples are {expected} (and at least 2){hint}: score samples of "
-                         f"this run, e.g. from `ebmguide sample --checkpoint <run>`.")
-    if data.dtype == torch.uint8:
-        return data.float() / 255
-    if not data.is_floating_point():
-        raise ValueError(f"{path} holds {data.dtype} samples: pass uint8 pixels (0-255) or "
-                         f"floats in [0, 1].")
-    data = data.float()
-    if not bool(data.isfinite().all()):
-        raise ValueError(f"{path} holds NaN or inf values: these samples cannot be scored.")
-    low, high = float(data.min()), float(data.max())
-    if len(shape) == 3 and (low < -1e-3 or high > 1 + 1e-3):
-        raise ValueError(f"{path} holds image values in [{low:.4g}, {high:.4g}]; this run's "
-                         f"images lie in [0, 1]: divide 8-bit pixels by 255 (or pass them as "
-                         f"uint8).")
-    return data
-
-
-def _protocol(args: Any, cfg: RunConfig, steps: int) -> str:
+def _protocol(args: EvaluateOptions, cfg: RunConfig, steps: int) -> str:
     model = "online EBM" if args.no_ema else "EMA EBM"
     if args.samples is not None:
         return f"samples file {args.samples.name}"
@@ -168,8 +117,7 @@ def _protocol(args: Any, cfg: RunConfig, steps: int) -> str:
             f"{steps} steps, {model}")
 
 
-def prepare(args: Any, load_feature_net: Callable[[Any, RunConfig, Path], tuple[Any, str]]
-            ) -> EvaluationPlan:
+def prepare(args: EvaluateOptions) -> EvaluationPlan:
     """Run every check of ``ebmguide evaluate`` (see the module docstring); nothing is sampled."""
     _check_options(args)
     checkpoint = find_checkpoint(args.checkpoint)
@@ -177,7 +125,7 @@ def prepare(args: Any, load_feature_net: Callable[[Any, RunConfig, Path], tuple[
     run_dir = checkpoint.parent.parent
     device = resolve_device(args.device or cfg.device)
     shape = sample_shape(state)
-    samples = None if args.samples is None else _load_samples(args.samples, shape)
+    samples = None if args.samples is None else load_samples(args.samples, shape)
     net, label = load_feature_net(args, cfg, run_dir)
     for key in ("guide", "guide_ema"):  # the online and the EMA guide, compared by value
         if isinstance(state.get(key), dict):

@@ -10,7 +10,8 @@ import torch
 from torch import Tensor, nn
 
 from ebmguide.augment import apply_augment
-from ebmguide.metrics import FrechetScorer, factor_statistics, shapes_feature_net
+from ebmguide.feature_nets import factor_statistics, shapes_feature_net
+from ebmguide.metrics import FrechetScorer
 from ebmguide.protocols import EnergyFn, EnergyModel
 from ebmguide.run.components import build_sampler
 from ebmguide.run.config import RunConfig
@@ -59,7 +60,7 @@ def ema_fresh_chains(ema: nn.Module, cfg: RunConfig, shape: tuple[int, ...], n: 
 
     Args:
         ema: the EMA network (``AveragedModel.module``), an
-        :class:`~ebmguide.protocols.EnergyModel`.
+            :class:`~ebmguide.protocols.EnergyModel`.
         cfg: the run's configuration (``eval.fresh_steps``, or ``sampler.n_steps`` when 0).
         shape: the shape of one sample.
         n: the number of chains.

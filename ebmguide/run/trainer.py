@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import signal
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -46,7 +45,6 @@ from ebmguide.distributed import (
     any_rank,
     local_context,
     rank_seed,
-    reduce_mean,
     release_ddp,
     wrap_ddp,
 )
@@ -74,8 +72,7 @@ from ebmguide.run.evaluator import Evaluator, ema_fresh_chains
 from ebmguide.run.folder import RunLock, checked_path, open_run_folder, write_text_atomic
 from ebmguide.run.interrupt import RunInterrupted, StopRequest, stop_on_signals
 from ebmguide.run.logger import RunLogger
-from ebmguide.run.movement import MovementMonitor
-from ebmguide.run.progress import progress_bar, resolve_progress
+from ebmguide.run.progress import resolve_progress
 from ebmguide.run.rank_hooks import (
     NullLogger,
     gather_rank_state,
@@ -84,14 +81,11 @@ from ebmguide.run.rank_hooks import (
     select_rank_state,
 )
 from ebmguide.run.training_data import TrainingData, load_training_data
-from ebmguide.sampling.diagnostics import SamplerWarning
+from ebmguide.run.training_log import TrainingLog
 from ebmguide.torch_utils import resolve_device
 from ebmguide.training import clel_step
 
 __all__ = ["Trainer"]
-
-_FLAGS = ("samples", "gradients", "parameters", "ema", "optimizer", "buffer")  # guard-only terms
-
 
 class Trainer:
     """One training run; see the module docstring for the folder it writes.
@@ -162,7 +156,7 @@ class Trainer:
             self.parts.guide.gather_distributed = True  # NT-Xent over the global batch
         self.train_ebm, self.train_guide = wrap_ddp(self.parts.ebm, self.parts.guide, self.dist)
         self._evaluator: Evaluator | None = None
-        self._movement = MovementMonitor(cfg.sampler, self.device)
+        self.log = TrainingLog(cfg, self.logger, is_main=self.dist.is_main, device=self.device)
         self.stop = StopRequest()  # set by SIGINT/SIGTERM during run(), or by a hook
 
     def close(self) -> None:
@@ -231,7 +225,7 @@ class Trainer:
         terms = dict(out.terms)
         terms["samples"] = torch.where(all_finite, 0.0, float("nan"))  # NaN flags a bad chain
         terms["gradients"] = self._grad_check.flag()  # NaN: a norm above train.max_grad_norm
-        self._movement.add(out.sampling)
+        self.log.add_sampling(out.sampling)
         return terms
 
     def run(self, until: int | None = None) -> dict[str, float]:
@@ -261,7 +255,7 @@ class Trainer:
         end = t.iterations if until is None else min(until, t.iterations)
         if t.on_divergence == "rollback" and not self.manager.checkpoints():
             self.save_checkpoint()  # something good to roll back to
-        bar = self._progress_bar(end)
+        bar = self.log.progress_bar(self.progress, end=end, initial=self.iteration)
         if self.iteration == 0 and self.cfg.eval.every > 0:
             self.evaluate(fresh=False)
         clock, last_iteration = time.perf_counter(), self.iteration
@@ -294,7 +288,8 @@ class Trainer:
                     now = time.perf_counter()
                     rate = (self.iteration - last_iteration) / max(now - clock, 1e-9)
                     clock, last_iteration = now, self.iteration
-                    self._log_terms(terms, rate, bar)
+                    self.last = self.log.log_terms(terms, iteration=self.iteration, rate=rate,
+                                                   optimizers=self.parts.optimizers, bar=bar)
                 self._periodic(end)
         finally:
             bar.close()
@@ -311,10 +306,6 @@ class Trainer:
         latest = self.manager.checkpoints()
         return int(latest[-1].stem.rsplit("-", 1)[-1]) if latest else -1
 
-    def _progress_bar(self, end: int) -> Any:
-        mode = self.progress if self.dist.is_main else "none"
-        return progress_bar(mode, total=end, initial=self.iteration, desc=self.cfg.name)
-
     def _periodic(self, end: int) -> None:
         t, e = self.cfg.train, self.cfg.eval
         if e.every > 0 and self.iteration % e.every == 0 and self.iteration < t.iterations:
@@ -323,30 +314,6 @@ class Trainer:
             self.save_samples()
         if self.iteration % t.checkpoint_every == 0 and self.iteration < end:
             self.save_checkpoint()
-
-    def _log_terms(self, terms: dict[str, Tensor], rate: float, bar: Any) -> None:
-        averaged = reduce_mean(terms)  # distributed: global-batch means (collective)
-        values = {k: float(averaged[k]) for k in terms if k not in _FLAGS}
-        values["energy_gap"] = values["energy_fake"] - values["energy_real"]
-        values["lr_ebm"] = self.parts.optimizers.ebm.param_groups[0]["lr"]
-        values["lr_guide"] = self.parts.optimizers.guide.param_groups[0]["lr"]
-        values["its_per_s"] = rate
-        values.update(self._movement_values())
-        self.last = values
-        self.logger.log("train", self.iteration, values)
-        # Energies of spectrally normalised networks can be tiny (1e-6 early on): significant
-        # digits, not a fixed number of decimals, or the bar would show zeros.
-        bar.set_postfix({"loss": f"{values['loss']:.3f}", "cd": f"{values['cd']:.2e}",
-                         "nce": f"{values['nce']:.2f}", "gap": f"{values['energy_gap']:.2e}"},
-                        refresh=False)
-
-    def _movement_values(self) -> dict[str, float]:
-        """The sampler's movement since the last log line; warns once per kind if chains stall."""
-        values, problem = self._movement.averages()
-        if problem is not None and self.dist.is_main:
-            warnings.warn(f"iteration {self.iteration}: {problem}", SamplerWarning, stacklevel=3)
-            self.logger.log("warning", self.iteration, {"message": problem})
-        return values
 
     # -- the divergence guard ----------------------------------------------------------------
     def on_divergence(self, term: str) -> None:

@@ -131,8 +131,8 @@ def test_buffer_protocol_runs_every_slot_through_the_sampler(tiny_run: Path) -> 
 def test_evaluate_prints_fd_with_floor_and_never_fid(tiny_run: Path, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str],
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    import ebmguide.cli.evaluate as evaluate
-    from ebmguide.metrics import train_shapes_feature_net
+    import ebmguide.run.checkpoint_evaluation as evaluate
+    from ebmguide.feature_nets import train_shapes_feature_net
 
     net, _ = train_shapes_feature_net(size=8, iterations=3, batch_size=16)
     monkeypatch.setattr(evaluate, "load_feature_net",

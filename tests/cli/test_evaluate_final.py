@@ -171,7 +171,7 @@ def test_every_check_runs_before_sampling(
 def test_the_metric_is_called_fid_only_with_inception_weights(
         folder_run: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    import ebmguide.cli.evaluate as evaluate
+    import ebmguide.run.checkpoint_evaluation as evaluate
 
     run, features = folder_run
     net = torch.export.load(str(features)).module()

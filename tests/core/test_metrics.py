@@ -9,19 +9,16 @@ import torch
 from torch import nn
 
 from ebmguide.data import make_shapes
-from ebmguide.guide import SimCLRGuide
-from ebmguide.metrics import (
-    FrechetScorer,
+from ebmguide.feature_nets import (
     ShapesFeatureNet,
-    auroc,
     check_not_guide,
     factor_statistics,
-    frechet_distance,
     inception_features,
-    kernel_distance,
     shapes_feature_net,
     train_shapes_feature_net,
 )
+from ebmguide.guide import SimCLRGuide
+from ebmguide.metrics import FrechetScorer, auroc, frechet_distance, kernel_distance
 from ebmguide.nets import SmallCNN
 
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import ebmguide as eg
-from ebmguide import ood
+from ebmguide import metrics, ood
 
 
 def _pairwise_auroc(pos: list[float], neg: list[float]) -> float:
@@ -54,22 +54,22 @@ def test_tensor_loader_and_tuples_agree(tiny_parts) -> None:  # type: ignore[no-
      ([1.0, 1.0], [1.0, 1.0, 1.0], 0.5)],
 )
 def test_auroc_extremes(pos: list[float], neg: list[float], expected: float) -> None:
-    assert ood.auroc(torch.tensor(pos), torch.tensor(neg)) == pytest.approx(expected)
+    assert metrics.auroc(torch.tensor(pos), torch.tensor(neg)) == pytest.approx(expected)
 
 
 def test_auroc_matches_the_pairwise_reference() -> None:
     g = torch.Generator().manual_seed(0)
     pos = (torch.randn(40, generator=g) + 0.7).round(decimals=1)  # rounding makes ties
     neg = torch.randn(30, generator=g).round(decimals=1)
-    assert ood.auroc(pos, neg) == pytest.approx(_pairwise_auroc(pos.tolist(), neg.tolist()),
+    assert metrics.auroc(pos, neg) == pytest.approx(_pairwise_auroc(pos.tolist(), neg.tolist()),
                                                 abs=1e-6)
 
 
 def test_auroc_rejects_nan_and_empty() -> None:
     with pytest.raises(ValueError, match="not finite"):
-        ood.auroc(torch.tensor([1.0, float("nan")]), torch.tensor([0.0]))
+        metrics.auroc(torch.tensor([1.0, float("nan")]), torch.tensor([0.0]))
     with pytest.raises(ValueError, match="non-empty"):
-        ood.auroc(torch.tensor([]), torch.tensor([0.0]))
+        metrics.auroc(torch.tensor([]), torch.tensor([0.0]))
 
 
 def test_ood_auroc_separates_a_constructed_case() -> None:

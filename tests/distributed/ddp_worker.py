@@ -106,6 +106,7 @@ def scenario_gather(ctx: D.DistributedContext, out: Path) -> None:
         del model
     # One whole clel_step through wrap_ddp: parameters after one SGD step.
     ebm, guide = clel_parts()
+    guide.gather_distributed = True  # the global-batch NT-Xent (as the Trainer sets it)
     debm, dguide = D.wrap_ddp(ebm, guide, ctx)
     terms = clel_one_step(debm, dguide, data["images"][r], data["starts"][r])
     result["terms"] = D.reduce_mean(terms)

@@ -162,7 +162,7 @@ def test_commands_refuse_an_all_nan_checkpoint(nan_run: Path, tmp_path: Path, ar
 
 
 def test_nan_samples_never_become_pixels_or_files(tmp_path: Path) -> None:
-    from ebmguide.cli.sample import save_samples
+    from ebmguide.run.checkpoint_sampling import save_samples
 
     x = torch.rand(6, 3, 4, 4)
     x[1, 0, 0, 0] = math.nan

@@ -77,7 +77,7 @@ def test_evaluation_logs_fd_and_factor_statistics(tmp_path: Path) -> None:
                "eval.n_samples=32")
     trainer = Trainer(cfg, tmp_path, progress=False)
     import ebmguide.run.evaluator as evaluation
-    from ebmguide.metrics import train_shapes_feature_net
+    from ebmguide.feature_nets import train_shapes_feature_net
 
     net, _ = train_shapes_feature_net(size=16, iterations=5, batch_size=16)
     trainer._evaluator = evaluation.Evaluator(cfg, trainer.data, tmp_path, feature_net=net,
