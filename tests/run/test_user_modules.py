@@ -15,7 +15,9 @@ import torch
 
 from ebmguide.cli import main
 from ebmguide.run.checkpoints import load_run, load_state
-from ebmguide.run.config import load_config
+from ebmguide.run.config import RunConfig, load_config
+from ebmguide.run.trainer import Trainer
+from ebmguide.run.training_data import TrainingData
 
 HERE = Path(__file__).resolve().parent
 TINY = HERE.parent / "tiny_run.toml"
@@ -116,3 +118,67 @@ def test_a_bad_import_path_says_what_to_write(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="does not import"):
         build_ebm(cfg, (3, 8, 8))
+
+
+def _user_parts(cfg: RunConfig) -> dict[str, object]:
+    from my_nets import TinyNet, blobs
+
+    import ebmguide as eg
+
+    torch.manual_seed(3)
+    train, test = blobs(64, 8)
+    ebm = eg.SphericalEBM(TinyNet(width=6), latent_dim=cfg.model.latent_dim, hidden_dim=16)
+    guide = eg.SimCLRGuide(TinyNet(width=5), latent_dim=cfg.model.latent_dim, hidden_dim=16,
+                           augment="flip")
+    sampler = eg.SGLDSampler((3, 8, 8), buffer_size=cfg.sampler.buffer_size, n_steps=2,
+                             step_size=1.0, noise_scale=0.005, clamp=(0.0, 1.0),
+                             generator=torch.Generator().manual_seed(5))
+    return {"ebm": ebm, "guide": guide, "sampler": sampler,
+            "data": TrainingData.from_tensors(train, cfg, test=test)}
+
+
+def test_trainer_takes_built_components_and_resumes_exactly(user_modules: None,
+                                                            tmp_path: Path) -> None:
+    cfg = load_config(TINY)
+    straight = Trainer(cfg, tmp_path / "a", progress=False, **_user_parts(cfg))
+    straight.run()
+    assert straight.parts.ebm.backbone.feature_dim == 6  # the given network was trained
+    half = Trainer(cfg, tmp_path / "b", progress=False, **_user_parts(cfg))
+    half.run(until=3)
+    resumed = Trainer(cfg, tmp_path / "b", progress=False, resume=tmp_path / "b",
+                      **_user_parts(cfg))
+    assert resumed.iteration == 3
+    resumed.run()
+    for key, value in straight.parts.ebm.state_dict().items():
+        assert torch.equal(value, resumed.parts.ebm.state_dict()[key]), key
+    assert torch.equal(straight.parts.sampler.buffer.states, resumed.parts.sampler.buffer.states)
+
+
+def test_built_components_are_checked(user_modules: None, tmp_path: Path) -> None:
+    cfg = load_config(TINY)
+    parts = _user_parts(cfg)
+    with pytest.raises(TypeError, match="EnergyModel"):
+        Trainer(cfg, tmp_path / "x", progress=False, **{**parts, "ebm": torch.nn.Linear(2, 2)})
+    with pytest.raises(ValueError, match="shape"):
+        TrainingData.from_tensors(torch.zeros(4, 3, 8, 8), cfg, test=torch.zeros(4, 1, 8, 8))
+
+
+def test_the_divergence_guard_rolls_back_a_user_network(user_modules: None,
+                                                        tmp_path: Path) -> None:
+    cfg = load_config(TINY, ["train.on_divergence=\"rollback\"", "train.max_rollbacks=2"])
+    parts = _user_parts(cfg)
+    ebm = parts["ebm"]
+    assert isinstance(ebm, torch.nn.Module)
+    poisoned = {"left": 1}
+
+    def poison(module: torch.nn.Module, args: object, out: torch.Tensor) -> torch.Tensor:
+        if poisoned["left"] and trainer.iteration == 4:
+            poisoned["left"] -= 1
+            return out * float("nan")
+        return out
+
+    ebm.backbone.register_forward_hook(poison)
+    trainer = Trainer(cfg, tmp_path / "r", progress=False, **parts)
+    trainer.run()
+    assert trainer.rollbacks == 1 and trainer.iteration == cfg.train.iterations
+    assert trainer.lr_scale == pytest.approx(cfg.train.rollback_lr_factor)
