@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ebmguide.cli._common import add_trust_option
+from ebmguide.cli._common import add_checkpoint_option
 from ebmguide.run.conditions import (
     DEFAULT_BETA,
     DEFAULT_INIT,
@@ -39,9 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     """Add the ``compose`` subcommand."""
     p = subparsers.add_parser("compose", help="sample AND / NOT / OR compositions of conditions",
                               description=DESCRIPTION)
-    add_trust_option(p)
-    p.add_argument("--checkpoint", required=True, metavar="FILE|RUN",
-                   help="a checkpoint file or a run folder (its newest checkpoint)")
+    add_checkpoint_option(p)
     for flag, text in (("--and", "a condition the samples must have (repeatable)"),
                        ("--not", "a condition the samples must not have (repeatable)"),
                        ("--or", "one of several alternatives (repeatable; a mixture)")):

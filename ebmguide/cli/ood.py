@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ebmguide.cli._common import add_trust_option
+from ebmguide.cli._common import add_checkpoint_option
 
 __all__ = ["register", "run"]
 
@@ -27,9 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     p = subparsers.add_parser("ood", help="out-of-distribution AUROC with the joint energy",
                               description=DESCRIPTION)
-    add_trust_option(p)
-    p.add_argument("--checkpoint", required=True, metavar="FILE|RUN",
-                   help="a checkpoint file or a run folder (its newest checkpoint)")
+    add_checkpoint_option(p)
     p.add_argument("--in", dest="in_set", default="shapes", metavar="SET",
                    help="the in-distribution set (default shapes)")
     p.add_argument("--ood", dest="ood_sets", action="append", default=[], metavar="SET",

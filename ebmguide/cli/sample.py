@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ebmguide.cli._common import add_trust_option
+from ebmguide.cli._common import add_checkpoint_option
 
 __all__ = ["add_sampling_options", "register", "run"]
 
@@ -37,9 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def add_sampling_options(p: argparse.ArgumentParser) -> None:
     """Options shared with ``ebmguide evaluate``."""
-    p.add_argument("--checkpoint", required=True, metavar="FILE|RUN",
-                   help="a checkpoint file or a run folder (its newest checkpoint)")
-    add_trust_option(p)
+    add_checkpoint_option(p)
     p.add_argument("--n", type=int, default=64, help="number of samples (default %(default)s)")
     p.add_argument("--protocol", choices=("fresh", "buffer"), default="fresh",
                    help="fresh chains from noise, or the paper's buffer protocol")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+from typing_extensions import Self
 
 from ebmguide._validation import check_finite
 from ebmguide.energy import SphericalEBM
@@ -40,7 +41,7 @@ class SampleOptions:
     trust_config_imports: bool = False
 
     @classmethod
-    def from_namespace(cls, values: Mapping[str, object]) -> SampleOptions:
+    def from_namespace(cls, values: Mapping[str, object]) -> Self:
         """The options among ``values`` (e.g. ``vars(args)``); other keys are left out."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})  # type: ignore[arg-type]

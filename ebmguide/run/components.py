@@ -22,7 +22,7 @@ from ebmguide.nets import CIFARResNet18, MLPBackbone, SmallCNN, clel_resnet
 from ebmguide.optim import Optimizers, clel_optimizers, warmup_cosine
 from ebmguide.protocols import ContrastiveGuide, EnergyModel, LangevinSampler
 from ebmguide.run.config import RunConfig
-from ebmguide.run.config_schema import is_import_path
+from ebmguide.run.config_schema import GuideConfig, ModelConfig, is_import_path
 from ebmguide.run.imports import import_object
 from ebmguide.sampling import SGLDSampler
 
@@ -43,20 +43,31 @@ def _user_module(path: str, kwargs: dict[str, Any], *, key: str) -> nn.Module:
     return module
 
 
+def _builtin_backbone(m: ModelConfig, channels: int) -> nn.Module:
+    if m.backbone == "mlp":
+        return MLPBackbone(in_dim=channels, hidden=m.width, feature_dim=m.width,
+                           spectral_norm=m.spectral_norm)
+    if m.backbone == "small_cnn":
+        return SmallCNN(channels, m.width, spectral_norm=m.spectral_norm)
+    return clel_resnet(m.backbone.removeprefix("clel_resnet_"), channels,
+                       spectral_norm=m.spectral_norm)
+
+
+def _builtin_encoder(gc: GuideConfig, channels: int) -> nn.Module:
+    if gc.encoder == "mlp":
+        return MLPBackbone(in_dim=channels, hidden=gc.width, feature_dim=gc.width,
+                           activation=nn.ReLU())
+    if gc.encoder == "small_cnn":  # BatchNorm is fine in the guide (not in the EBM)
+        return SmallCNN(channels, gc.width, spectral_norm=False, norm="batch",
+                        activation=nn.ReLU())
+    return CIFARResNet18(channels)
+
+
 def build_ebm(cfg: RunConfig, shape: tuple[int, ...]) -> SphericalEBM:
     """The EBM named by ``cfg.model`` for samples of ``shape`` (an import path is called)."""
     m = cfg.model
-    backbone: nn.Module
-    if is_import_path(m.backbone):
-        backbone = _user_module(m.backbone, m.backbone_args, key="model.backbone")
-    elif m.backbone == "mlp":
-        backbone = MLPBackbone(in_dim=_in_size(shape), hidden=m.width, feature_dim=m.width,
-                               spectral_norm=m.spectral_norm)
-    elif m.backbone == "small_cnn":
-        backbone = SmallCNN(_in_size(shape), m.width, spectral_norm=m.spectral_norm)
-    else:
-        backbone = clel_resnet(m.backbone.removeprefix("clel_resnet_"), _in_size(shape),
-                               spectral_norm=m.spectral_norm)
+    backbone = (_user_module(m.backbone, m.backbone_args, key="model.backbone")
+                if is_import_path(m.backbone) else _builtin_backbone(m, _in_size(shape)))
     return SphericalEBM(backbone, latent_dim=m.latent_dim, hidden_dim=m.hidden_dim,
                         init_std=m.head_init_std)
 
@@ -64,17 +75,8 @@ def build_ebm(cfg: RunConfig, shape: tuple[int, ...]) -> SphericalEBM:
 def build_guide(cfg: RunConfig, shape: tuple[int, ...]) -> SimCLRGuide:
     """The contrastive guide named by ``cfg.guide`` (its latent size is ``model.latent_dim``)."""
     gc = cfg.guide
-    encoder: nn.Module
-    if is_import_path(gc.encoder):
-        encoder = _user_module(gc.encoder, gc.encoder_args, key="guide.encoder")
-    elif gc.encoder == "mlp":
-        encoder = MLPBackbone(in_dim=_in_size(shape), hidden=gc.width, feature_dim=gc.width,
-                              activation=nn.ReLU())
-    elif gc.encoder == "small_cnn":
-        encoder = SmallCNN(_in_size(shape), gc.width, spectral_norm=False, norm="batch",
-                           activation=nn.ReLU())
-    else:
-        encoder = CIFARResNet18(_in_size(shape))
+    encoder = (_user_module(gc.encoder, gc.encoder_args, key="guide.encoder")
+               if is_import_path(gc.encoder) else _builtin_encoder(gc, _in_size(shape)))
     augment = GaussianJitter(gc.jitter) if gc.augment == "jitter" else gc.augment
     return SimCLRGuide(encoder, latent_dim=cfg.model.latent_dim, hidden_dim=gc.hidden_dim,
                        augment=augment, temperature=gc.temperature)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
@@ -13,37 +12,23 @@ import torch
 from torch import Tensor, nn
 
 from ebmguide.feature_nets import inception_features, shapes_feature_net
+from ebmguide.run.checkpoint_sampling import SampleOptions
 from ebmguide.run.config import RunConfig
 
 __all__ = ["EvaluateOptions", "load_feature_net", "load_samples"]
 
 
 @dataclass(frozen=True)
-class EvaluateOptions:
+class EvaluateOptions(SampleOptions):
     """The options of ``ebmguide evaluate`` (see ``ebmguide evaluate --help``)."""
 
-    checkpoint: str | Path
     n: int = 1000
-    protocol: str = "fresh"
-    steps: int | None = None
-    rounds: int = 10
-    chunk: int = 512
-    no_ema: bool = False
-    seed: int = 0
-    device: str | None = None
     samples: Path | None = None
     feature_net: str | None = None
     inception_weights: str | None = None
     real: str = "held-out"
     out: Path | None = None
     kid: bool = False
-    trust_config_imports: bool = False
-
-    @classmethod
-    def from_namespace(cls, values: Mapping[str, object]) -> EvaluateOptions:
-        """The options among ``values`` (e.g. ``vars(args)``); other keys are left out."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})  # type: ignore[arg-type]
 
 
 def load_feature_net(options: EvaluateOptions, cfg: RunConfig,
