@@ -39,8 +39,11 @@ __all__ = [
 
 
 DATA_NAMES = ("shapes", "toy2d", "cifar10", "image_folder")
+"""The built-in ``data.name`` values (any other value is an import path)."""
 BACKBONES = ("small_cnn", "mlp", "clel_resnet_small", "clel_resnet_base", "clel_resnet_large")
+"""The built-in ``model.backbone`` networks."""
 ENCODERS = ("small_cnn", "mlp", "cifar_resnet18")
+"""The built-in ``guide.encoder`` networks."""
 
 
 def is_import_path(name: str) -> bool:
