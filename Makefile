@@ -85,6 +85,7 @@ test-slow: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check ebmguide tests examples benchmarks
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # NO_MKDOCS_2_WARNING: mkdocs-material prints a banner about a future MkDocs 2.0 on every build;
 # it is about the tool, not this site, and would hide real warnings. --strict fails on those.

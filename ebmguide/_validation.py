@@ -7,7 +7,7 @@ import numbers
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 __all__ = [
     "as_device",
@@ -19,7 +19,6 @@ __all__ = [
     "check_range_pair",
     "check_shape",
     "check_tensor",
-    "module_device",
 ]
 
 
@@ -72,14 +71,6 @@ def check_tensor(name: str, value: Any, *, floating: bool = False) -> Tensor:
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}; "
                         f"convert it with .float() (images scaled to [0, 1]).")
     return value
-
-
-def module_device(module: object) -> torch.device | None:
-    """The device of an ``nn.Module``'s first parameter (None for other objects or no params)."""
-    if not isinstance(module, nn.Module):
-        return None
-    first = next(module.parameters(), None)
-    return first.device if first is not None else None
 
 
 def as_device(device: Any) -> torch.device:

@@ -31,8 +31,8 @@ from kornia.enhance import (
 )
 from torch import Tensor, nn
 
-__all__ = ["AUGMENTATIONS", "Augment", "JitterParams", "PerSampleColorJitter", "apply_augment",
-           "make_augmentation"]
+__all__ = ["AUGMENTATIONS", "Augment", "GaussianJitter", "JitterParams", "PerSampleColorJitter",
+           "apply_augment", "make_augmentation"]
 
 Augment = Callable[[Tensor], Tensor]
 """Any batched augmentation: ``(B, C, H, W) -> (B, C, H, W)``."""
@@ -222,3 +222,19 @@ def apply_augment(augment: Augment, x: Tensor, generator: torch.Generator | None
             f"{tuple(out.shape)}; augmentations must keep (B, C, H, W)."
         )
     return out
+
+
+class GaussianJitter(nn.Module):
+    """The "jitter" augmentation for vector data: x + std · N(0, I).
+
+    Its noise comes from the global RNG, which :func:`~ebmguide.augment.apply_augment` seeds from
+    the run's generator.
+    """
+
+    def __init__(self, std: float) -> None:
+        super().__init__()
+        self.std = std
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Add Gaussian noise of standard deviation ``std``."""
+        return x + self.std * torch.randn(x.shape, dtype=x.dtype, device=x.device)

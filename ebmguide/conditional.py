@@ -29,8 +29,7 @@ The energies (:func:`and_energy`, :func:`or_energy`, :func:`composed_energy`) ar
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Hashable, Sequence
 from typing import Any, Literal
 
 import torch
@@ -41,6 +40,7 @@ from ebmguide.composition import and_energy, composed_energy, or_energy
 from ebmguide.energy import conditional_energy
 from ebmguide.protocols import ContrastiveGuide, EnergyFn, EnergyModel
 from ebmguide.sampling.langevin import langevin_dynamics
+from ebmguide.torch_utils import chunks, eval_mode
 
 __all__ = [
     "and_energy",
@@ -52,28 +52,6 @@ __all__ = [
     "sample_conditional",
     "sample_energy",
 ]
-
-
-@contextmanager
-def _eval_mode(*models: object) -> Iterator[None]:
-    """Put every ``nn.Module`` among ``models`` in eval mode for the block, then restore it."""
-    modules = [m for m in models if isinstance(m, torch.nn.Module)]
-    modes = [m.training for m in modules]
-    for m in modules:
-        m.eval()
-    try:
-        yield
-    finally:
-        for m, mode in zip(modules, modes, strict=True):
-            m.train(mode)
-
-
-def _chunks(x: Tensor, size: int) -> Iterator[Tensor]:
-    """Consecutive slices of ``x`` along dim 0 with at most ``size`` rows."""
-    if size < 1:
-        raise ValueError(f"batch_size must be positive, got {size}.")
-    for start in range(0, x.shape[0], size):
-        yield x[start:start + size]
 
 
 @torch.no_grad()
@@ -90,8 +68,8 @@ def embed_images(guide: ContrastiveGuide, images: Tensor, *, batch_size: int = 2
     """
     if not isinstance(images, Tensor) or images.dim() < 2 or images.shape[0] < 1:
         raise ValueError("images must be a non-empty batch tensor (N, *shape).")
-    with _eval_mode(guide):
-        parts = [guide.embed(chunk) for chunk in _chunks(images, batch_size)]
+    with eval_mode(guide):
+        parts = [guide.embed(chunk) for chunk in chunks(images, batch_size)]
     z = torch.cat(parts)
     return F.normalize(z if z.is_floating_point() else z.float(), dim=1)  # dtype kept
 
@@ -293,5 +271,5 @@ def sample_conditional(
         energy_fn = or_energy(ebm, latents, beta=beta, weights=weights)
     else:
         raise ValueError(f"combine must be 'and' or 'or', got {combine!r}.")
-    with _eval_mode(ebm):
+    with eval_mode(ebm):
         return sample_energy(energy_fn, n, sampler=sampler, generator=generator, **sample_kwargs)

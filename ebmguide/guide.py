@@ -54,7 +54,8 @@ class SimCLRGuide(nn.Module):
         gather_distributed: under ``torch.distributed`` with several ranks, score this rank's
             anchors against the embeddings and extra negatives of *all* ranks
             (:func:`~ebmguide.distributed.gathered_nt_xent`), so the loss is the global batch's.
-            :func:`~ebmguide.distributed.wrap_ddp` turns it on; it changes nothing on one process.
+            The :class:`~ebmguide.run.trainer.Trainer` turns it on under torchrun; it changes
+            nothing on one process.
 
     Example:
         >>> import torch

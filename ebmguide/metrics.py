@@ -8,18 +8,10 @@ biased upwards at finite sample sizes, so a perfect model scores about the floor
 - :func:`frechet_distance` / :class:`FrechetScorer` / :func:`kernel_distance` on any ``nn.Module``
   feature network (torchmetrics ``FrechetInceptionDistance`` / ``KernelInceptionDistance`` with
   ``feature=<module>``, imported when called);
-- :func:`inception_features` builds the standard Inception-v3 network from a local weights file
-  (needs ``torch-fidelity``), for users who have one: then the FD is a standard FID;
-- :class:`ShapesFeatureNet` / :func:`train_shapes_feature_net` / :func:`shapes_feature_net`: a small
-  classifier of the embedded shapes' factors, trained on generated data (never on samples) in
-  seconds and cached, an independent in-domain feature network;
-- :func:`factor_statistics`: rule-based quality of shapes samples via
-  :func:`~ebmguide.data.read_factors`;
-- :func:`check_not_guide`: the guiding encoder is refused as a feature network (sampling is steered
-  towards its features, so it would flatter the samples).
+- :func:`auroc`: the area under the ROC curve of two score sets (used by :mod:`ebmguide.ood`).
 
-The feature networks, :func:`factor_statistics` and :func:`check_not_guide` are defined in
-:mod:`ebmguide.feature_nets` and importable from here.
+The feature networks (Inception-v3 from a local weights file, the shapes classifier), the
+rule-based ``factor_statistics`` and ``check_not_guide`` live in :mod:`ebmguide.feature_nets`.
 """
 
 from __future__ import annotations
@@ -32,26 +24,14 @@ import torch
 from torch import Tensor, nn
 
 from ebmguide._validation import check_finite
-from ebmguide.feature_nets import (
-    ShapesFeatureNet,
-    check_not_guide,
-    factor_statistics,
-    inception_features,
-    shapes_feature_net,
-    train_shapes_feature_net,
-)
-from ebmguide.feature_nets import describe as describe  # importable from here as before
+from ebmguide.feature_nets import check_not_guide
 from ebmguide.grid import to_uint8
-from ebmguide.ood import auroc
+from ebmguide.torch_utils import module_device
 
 if TYPE_CHECKING:
     from torchmetrics.image.fid import FrechetInceptionDistance
 
-__all__ = [
-    "FDResult", "FrechetScorer", "ShapesFeatureNet", "auroc", "check_not_guide",
-    "factor_statistics", "frechet_distance", "inception_features", "kernel_distance",
-    "shapes_feature_net", "train_shapes_feature_net",
-]
+__all__ = ["FDResult", "FrechetScorer", "auroc", "frechet_distance", "kernel_distance"]
 
 
 class _Quantized(nn.Module):
@@ -66,12 +46,6 @@ class _Quantized(nn.Module):
         with torch.no_grad():
             out: Tensor = self.net(x)
         return out.flatten(1)
-
-
-def _eval_mode(net: nn.Module) -> None:
-    """Put a feature network in eval mode (a torch.export module has no mode to set)."""
-    with contextlib.suppress(NotImplementedError):
-        net.eval()
 
 
 def _feature_size(net: nn.Module, example: Tensor) -> int:
@@ -114,7 +88,8 @@ class FDResult(NamedTuple):
 
 def _prepare(net: nn.Module, example: Tensor, guide: nn.Module | None) -> _Quantized:
     check_not_guide(net, guide)
-    _eval_mode(net)
+    with contextlib.suppress(NotImplementedError):  # a torch.export module has no mode
+        net.eval()
     return _Quantized(net, _feature_size(net, example))
 
 
@@ -134,7 +109,7 @@ class FrechetScorer:
         batch_size: images per forward.
         floor: the real-vs-real floor's images: a tensor of real images disjoint from ``real``
             (the floor is their FD against the reference), or a pair of disjoint real sets
-            (the floor is the FD between them); see :func:`ebmguide.real_sets.real_sets`.
+            (the floor is the FD between them); see :func:`ebmguide.run.real_sets.real_sets`.
     """
 
     def __init__(self, real: Tensor, feature_net: nn.Module, *, features: str,
@@ -212,8 +187,7 @@ def _quantize(x: Tensor, net: nn.Module) -> Tensor:
 
 
 def _device(net: nn.Module) -> torch.device:
-    p = next(iter(net.parameters()), None)
-    return p.device if p is not None else torch.device("cpu")
+    return module_device(net) or torch.device("cpu")
 
 
 def frechet_distance(real: Tensor, fake: Tensor, feature_net: nn.Module, *, features: str,
@@ -286,3 +260,31 @@ def kernel_distance(real: Tensor, fake: Tensor, feature_net: nn.Module, *, featu
                 metric.update(chunk.to(_device(feature_net)), real=is_real)
         mean, std = metric.compute()
     return float(mean), float(std)
+
+
+def auroc(in_scores: Tensor, out_scores: Tensor) -> float:
+    """AUROC of telling in-distribution (positive) from out-of-distribution by score.
+
+    Args:
+        in_scores: ``(N,)`` scores of in-distribution inputs (higher = more in-distribution).
+        out_scores: ``(M,)`` scores of out-of-distribution inputs.
+
+    Returns:
+        The area under the ROC curve in [0, 1]: 1 = perfect, 0.5 = chance.
+    """
+    try:
+        from torchmetrics.functional.classification import binary_auroc
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "AUROC needs torchmetrics; install it with `pip install ebmguide[metrics]`."
+        ) from err
+    if in_scores.numel() == 0 or out_scores.numel() == 0:
+        raise ValueError("both score sets must be non-empty.")
+    preds = torch.cat([in_scores.flatten(), out_scores.flatten()]).double()
+    if not bool(torch.isfinite(preds).all()):
+        raise ValueError(
+            "some OOD scores are not finite (NaN/inf); the model diverged or the input is "
+            "outside its range. Check the checkpoint and the data range."
+        )
+    target = torch.cat([torch.ones(in_scores.numel()), torch.zeros(out_scores.numel())]).long()
+    return float(binary_auroc(preds, target))

@@ -14,16 +14,17 @@ class (torchmetrics' ``binary_auroc``, imported only when called).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
-from ebmguide.conditional import _chunks, _eval_mode
+from ebmguide.metrics import auroc
 from ebmguide.protocols import ContrastiveGuide, EnergyModel
+from ebmguide.torch_utils import chunks, eval_mode, module_device
 
-__all__ = ["DEFAULT_OOD_BETA", "OODResult", "OODScores", "auroc", "ood_auroc", "ood_scores"]
+__all__ = ["DEFAULT_OOD_BETA", "OODResult", "OODScores", "auroc_row", "ood_auroc", "ood_scores"]
 
 DEFAULT_OOD_BETA = 0.1
 """Test-time β of the OOD score; the training value 0.01 barely moves the score."""
@@ -67,7 +68,7 @@ class OODResult(NamedTuple):
 
 def _batches(data: Data, batch_size: int) -> Iterable[Tensor]:
     if isinstance(data, Tensor):
-        yield from _chunks(data, batch_size)
+        yield from chunks(data, batch_size)
         return
     if not isinstance(data, Iterable):
         raise TypeError(f"data must be a tensor or an iterable of batches, got {type(data)}.")
@@ -78,14 +79,6 @@ def _batches(data: Data, batch_size: int) -> Iterable[Tensor]:
                 f"each batch must be a tensor or a (images, ...) tuple, got {type(x).__name__}."
             )
         yield x
-
-
-def _device_of(model: object) -> torch.device:
-    params = getattr(model, "parameters", None)
-    if params is not None:
-        for p in params():
-            return torch.device(p.device)
-    return torch.device("cpu")
 
 
 def _dtype_of(model: object) -> torch.dtype:
@@ -123,10 +116,11 @@ def ood_scores(
         :class:`OODScores` with ``(N,)`` CPU tensors in the EBM's dtype (float32, or float64
         for a float64 model: nothing is cast down). Inputs are cast to that dtype.
     """
-    dev = torch.device(device) if device is not None else _device_of(ebm)
+    dev = (torch.device(device) if device is not None
+           else module_device(ebm) or torch.device("cpu"))
     dtype = _dtype_of(ebm)
     energies, cosines = [], []
-    with _eval_mode(ebm, guide):
+    with eval_mode(ebm, guide):
         for x in _batches(data, batch_size):
             x = x.to(dev, dtype)
             out = ebm.energy_and_direction(x)
@@ -145,32 +139,21 @@ def ood_scores(
     return OODScores(torch.cat(energies), torch.cat(cosines))
 
 
-def auroc(in_scores: Tensor, out_scores: Tensor) -> float:
-    """AUROC of telling in-distribution (positive) from out-of-distribution by score.
+def auroc_row(inside: OODScores, outside: OODScores,
+              betas: Sequence[float] = (DEFAULT_OOD_BETA,)) -> dict[str, float]:
+    """AUROCs of one in/out pair: the joint score at each β, and the energy-only score.
 
     Args:
-        in_scores: ``(N,)`` scores of in-distribution inputs (higher = more in-distribution).
-        out_scores: ``(M,)`` scores of out-of-distribution inputs.
+        inside: scores of the in-distribution inputs (positive class).
+        outside: scores of the out-of-distribution inputs.
+        betas: test-time β values of the joint score.
 
     Returns:
-        The area under the ROC curve in [0, 1]: 1 = perfect, 0.5 = chance.
+        ``{"joint(beta=<b>)": AUROC, ..., "energy only": AUROC}``.
     """
-    try:
-        from torchmetrics.functional.classification import binary_auroc
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "AUROC needs torchmetrics; install it with `pip install ebmguide[metrics]`."
-        ) from err
-    if in_scores.numel() == 0 or out_scores.numel() == 0:
-        raise ValueError("both score sets must be non-empty.")
-    preds = torch.cat([in_scores.flatten(), out_scores.flatten()]).double()
-    if not bool(torch.isfinite(preds).all()):
-        raise ValueError(
-            "some OOD scores are not finite (NaN/inf); the model diverged or the input is "
-            "outside its range. Check the checkpoint and the data range."
-        )
-    target = torch.cat([torch.ones(in_scores.numel()), torch.zeros(out_scores.numel())]).long()
-    return float(binary_auroc(preds, target))
+    row = {f"joint(beta={b:g})": auroc(inside.joint(b), outside.joint(b)) for b in betas}
+    row["energy only"] = auroc(inside.energy_only(), outside.energy_only())
+    return row
 
 
 def ood_auroc(
@@ -201,8 +184,6 @@ def ood_auroc(
     results = {}
     for name, data in out_data.items():
         outside = ood_scores(ebm, guide, data, batch_size=batch_size, device=device)
-        results[name] = OODResult(
-            joint=auroc(inside.joint(beta), outside.joint(beta)),
-            energy=auroc(inside.energy_only(), outside.energy_only()),
-        )
+        row = auroc_row(inside, outside, (beta,))
+        results[name] = OODResult(joint=row[f"joint(beta={beta:g})"], energy=row["energy only"])
     return results

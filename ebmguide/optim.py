@@ -11,7 +11,7 @@ from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from ebmguide._validation import check_int, check_number
 
-__all__ = ["Optimizers", "clel_optimizers"]
+__all__ = ["Optimizers", "clel_optimizers", "linear_warmup", "warmup_cosine"]
 
 
 class Optimizers(NamedTuple):
@@ -67,10 +67,39 @@ def clel_optimizers(
     guide_opt = torch.optim.SGD(guide.parameters(), lr=guide_lr, momentum=guide_momentum,
                                 weight_decay=guide_weight_decay)
 
-    def warmup(it: int) -> float:
-        return min(1.0, (it + 1) / warmup_iterations) if warmup_iterations > 0 else 1.0
+    return Optimizers(ebm_opt, guide_opt, linear_warmup(ebm_opt, warmup_iterations),
+                      warmup_cosine(guide_opt, 0, total_iterations))
 
-    def cosine(it: int) -> float:
-        return 0.5 * (1.0 + math.cos(math.pi * min(it, total_iterations) / total_iterations))
 
-    return Optimizers(ebm_opt, guide_opt, LambdaLR(ebm_opt, warmup), LambdaLR(guide_opt, cosine))
+def linear_warmup(optimizer: torch.optim.Optimizer, warmup: int) -> LambdaLR:
+    """Learning rate times ``(it + 1) / warmup`` for the first ``warmup`` iterations, then 1.
+
+    Args:
+        optimizer: the optimizer whose learning rates are scheduled.
+        warmup: the warm-up length in iterations (0: no warm-up).
+    """
+    check_int("warmup", warmup, low=0)
+
+    def factor(it: int) -> float:
+        return min(1.0, (it + 1) / warmup) if warmup > 0 else 1.0
+
+    return LambdaLR(optimizer, factor)
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> LambdaLR:
+    """Linear warm-up over ``warmup`` iterations, then cosine decay to 0 at ``total``.
+
+    Args:
+        optimizer: the optimizer whose learning rates are scheduled.
+        warmup: the warm-up length in iterations (0: cosine decay from the start).
+        total: the iteration at which the factor reaches 0 (it stays 0 after it).
+    """
+    check_int("warmup", warmup, low=0)
+    check_int("total", total, low=1)
+
+    def factor(it: int) -> float:
+        if it < warmup:
+            return (it + 1) / warmup
+        return 0.5 * (1.0 + math.cos(math.pi * min(it - warmup, total) / max(total - warmup, 1)))
+
+    return LambdaLR(optimizer, factor)

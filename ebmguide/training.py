@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import NamedTuple
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from ebmguide._validation import check_batch_fits, check_generator, check_tensor, module_device
+from ebmguide._validation import check_batch_fits, check_generator, check_tensor
 from ebmguide.layer_checks import check_energy_layers
 from ebmguide.losses import CLELLoss
 from ebmguide.protocols import (
@@ -21,6 +19,7 @@ from ebmguide.protocols import (
     LangevinResult,
     LangevinSampler,
 )
+from ebmguide.torch_utils import eval_mode, module_device
 
 __all__ = ["StepOutput", "check_components", "clel_step"]
 
@@ -64,20 +63,6 @@ def check_components(
     if loss_fn is not None and not isinstance(loss_fn, JointLoss):
         raise TypeError(f"loss_fn ({type(loss_fn).__name__}) does not satisfy JointLoss.")
     check_energy_layers(ebm)
-
-
-@contextmanager
-def _eval_mode(model: object, enabled: bool) -> Iterator[None]:
-    """Put an ``nn.Module`` in eval mode for the block, then restore its mode."""
-    if not enabled or not isinstance(model, nn.Module):
-        yield
-        return
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
 
 
 def _ebm_forward(ebm: EnergyModel, x: Tensor, samples: Tensor,
@@ -186,7 +171,7 @@ def clel_step(
     _check_devices(ebm, guide, sampler, x, generator)
     _check_data_range(x, getattr(sampler, "clamp", None))
     loss_fn = CLELLoss() if loss_fn is None else loss_fn
-    with _eval_mode(ebm, sample_in_eval_mode):
+    with eval_mode(ebm, enabled=sample_in_eval_mode):
         sampling = sampler.sample(ebm.energy, x.shape[0], generator=generator)
     samples = sampling.samples
     real, fake = _ebm_forward(ebm, x, samples, joint_forward)

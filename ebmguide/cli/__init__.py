@@ -3,11 +3,11 @@
 Each module ``ebmguide/cli/<name>.py`` listed in :data:`COMMANDS` exposes
 ``register(subparsers)``, which adds its parser and sets ``func=run`` with
 ``run(args) -> int``. User errors (``ValueError``, ``TypeError``, ``OSError`` such as an
-unreadable or missing file, :class:`~ebmguide.runner.DivergenceError` and a torchrun rank that
-stopped answering) are printed as ``ebmguide: error: <message>`` on one line with exit code 2 and
-no traceback, unless ``--debug`` is given. A training run stopped by SIGINT or SIGTERM
-(:class:`~ebmguide.interrupt.RunInterrupted`) prints the checkpoint it wrote and the command that
-continues it, and exits with 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM).
+unreadable or missing file, :class:`~ebmguide.run.divergence.DivergenceError` and a torchrun rank
+that stopped answering) are printed as ``ebmguide: error: <message>`` on one line with exit code 2
+and no traceback, unless ``--debug`` is given. A training run stopped by SIGINT or SIGTERM
+(:class:`~ebmguide.run.interrupt.RunInterrupted`) prints the checkpoint it wrote and the command
+that continues it, and exits with 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM).
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
-    from ebmguide.interrupt import RunInterrupted
-    from ebmguide.runner import DivergenceError
+    from ebmguide.run.divergence import DivergenceError
+    from ebmguide.run.interrupt import RunInterrupted
 
     try:
         code: int = args.func(args)

@@ -6,8 +6,24 @@ import argparse
 import shlex
 from pathlib import Path
 
-__all__ = ["add_progress_options", "add_set_option", "describe_run", "progress_mode",
-           "sample_command"]
+__all__ = ["add_checkpoint_option", "add_progress_options", "add_set_option", "add_trust_option",
+           "describe_run", "progress_mode", "sample_command"]
+
+
+def add_trust_option(parser: argparse.ArgumentParser) -> None:
+    """``--trust-config-imports``: import the code a checkpoint's stored configuration names."""
+    parser.add_argument(
+        "--trust-config-imports", action="store_true",
+        help="import the backbone, encoder or dataset that the checkpoint's configuration names "
+             "by import path (package.module:Name); without it such a checkpoint is refused, "
+             "since a checkpoint alone never decides what code runs")
+
+
+def add_checkpoint_option(parser: argparse.ArgumentParser) -> None:
+    """``--checkpoint FILE|RUN`` (required) and ``--trust-config-imports``."""
+    parser.add_argument("--checkpoint", required=True, metavar="FILE|RUN",
+                        help="a checkpoint file or a run folder (its newest checkpoint)")
+    add_trust_option(parser)
 
 
 def add_set_option(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +58,7 @@ def sample_command(checkpoint: Path) -> str:
 
 def describe_run(run_dir: Path, final: dict[str, float]) -> str:
     """A few lines naming the run folder, its files and the next command."""
-    from ebmguide.runner import find_checkpoint
+    from ebmguide.run.checkpoints import find_checkpoint
 
     checkpoint = find_checkpoint(run_dir)
     samples = sorted((run_dir / "samples").glob("iter-*.png"))

@@ -61,7 +61,7 @@ def prepare_folder(run_dir: Path, overwrite: bool) -> None:
         ValueError: ``run_dir`` is a file, holds a symlink where a run writes, or holds files of
             another run (or other files) without ``overwrite``.
     """
-    from ebmguide.run_folder import RUN_ENTRIES, RunLock, check_run_dir
+    from ebmguide.run.folder import RUN_ENTRIES, RunLock, check_run_dir
 
     check_run_dir(run_dir, (*RUN_ENTRIES, MARKER))
     if not run_dir.is_dir():
@@ -85,8 +85,8 @@ def prepare_folder(run_dir: Path, overwrite: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``ebmguide demo``."""
-    from ebmguide.config import load_config
-    from ebmguide.runner import Trainer
+    from ebmguide.run.config import load_config
+    from ebmguide.run.trainer import Trainer
 
     overrides = list(args.overrides)
     if args.iterations is not None:
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
 
 def quality_summary(run_dir: Path) -> str:
     """How the quality figures of ``metrics.jsonl`` moved from the first to the last evaluation."""
-    from ebmguide.logging_utils import read_metrics
+    from ebmguide.run.logger import read_metrics
 
     evals = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["kind"] == "eval"]
     if not evals or "buffer_fd" not in evals[0]:

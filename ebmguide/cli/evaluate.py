@@ -10,7 +10,7 @@ from typing import Any
 from ebmguide.cli._common import add_progress_options, progress_mode
 from ebmguide.cli.sample import add_sampling_options
 
-__all__ = ["format_table", "load_feature_net", "register", "run"]
+__all__ = ["format_table", "register", "run"]
 
 DESCRIPTION = """\
 Score samples of a checkpoint against real data with an independent feature network and print one
@@ -62,57 +62,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.set_defaults(func=run)
 
 
-def load_feature_net(args: argparse.Namespace, cfg: Any, run_dir: Path) -> tuple[Any, str]:
-    """The feature network the options name, and its label."""
-    import torch
-
-    from ebmguide.metrics import inception_features, shapes_feature_net
-
-    if args.inception_weights:
-        return inception_features(args.inception_weights), "Inception-v3"
-    if args.feature_net:
-        if args.feature_net.lower() in ("guide", "encoder"):
-            raise ValueError("the guiding encoder must not be the feature network: sampling is "
-                             "steered towards its features, so it flatters the samples.")
-        return _load_network_file(Path(args.feature_net))
-    if cfg.data.name == "shapes":
-        return shapes_feature_net(run_dir / "feature_net.pt", size=cfg.data.size), \
-            "shapes-classifier"
-    if cfg.data.name == "toy2d":
-        return torch.nn.Identity(), "coordinates"
-    raise ValueError("no feature network for this data: pass --inception-weights FILE for "
-                     "standard FID or --feature-net FILE (a TorchScript network).")
-
-
-def _load_network_file(path: Path) -> tuple[Any, str]:
-    """A feature network from a ``torch.export`` file (.pt2) or a TorchScript archive."""
-    import warnings
-
-    import torch
-
-    if not path.is_file():
-        raise FileNotFoundError(f"feature network file {path} does not exist.")
-    if path.suffix == ".pt2":
-        program = torch.export.load(str(path))
-        return program.module(), path.stem
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # not a weights file: a TorchScript archive is expected
-            state = None
-        if isinstance(state, dict) and state.get("format") == "ebmguide-checkpoint":
-            raise ValueError(f"{path} is a training checkpoint: its guide must not be the "
-                             f"feature network (it flatters the samples); pass an independent "
-                             f"network.")
-        try:
-            net = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
-            return net, path.stem
-        except RuntimeError as err:
-            raise ValueError(f"{path} is neither a torch.export (.pt2) nor a TorchScript "
-                             f"network.") from err
-
-
 def format_table(values: dict[str, Any]) -> str:
     """The one table ``ebmguide evaluate`` prints (rows FD, and KID when computed)."""
     header = ("metric", "value", "feature network", "n generated", "n real",
@@ -133,9 +82,10 @@ def format_table(values: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``ebmguide evaluate``: every check first, then the sweep, then the table."""
-    from ebmguide.evaluate_run import draw, prepare, score
+    from ebmguide.run.checkpoint_evaluation import draw, prepare, score
+    from ebmguide.run.evaluation_inputs import EvaluateOptions
 
-    plan = prepare(args, load_feature_net)
+    plan = prepare(EvaluateOptions.from_namespace(vars(args)))
     where = "" if plan.folder is None else f"; samples and sweep state in {plan.folder.folder}"
     done = 0 if plan.resume is None else plan.resume.rounds_done
     resumed = ("" if done == 0 else f"; the saved sweep is complete ({done} rounds)"

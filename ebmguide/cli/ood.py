@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
-__all__ = ["load_set", "register", "run"]
+from ebmguide.cli._common import add_checkpoint_option
+
+__all__ = ["register", "run"]
 
 DESCRIPTION = """\
 Score inputs with -(E(x) - beta*cos(h(x), g(x))) (the EMA EBM's energy E and latent direction g, the
@@ -18,7 +19,6 @@ Sets: shapes (held-out embedded shapes), novel_colours, novel_shapes, noise (uni
 cifar10:PATH (CIFAR-10 test images from a local folder or archive, dequantized as in training
 (x = (pixel + U(0, 1)) / 256) and resized to the model's size)."""
 
-SETS = ("shapes", "novel_colours", "novel_shapes", "noise")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -27,8 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     p = subparsers.add_parser("ood", help="out-of-distribution AUROC with the joint energy",
                               description=DESCRIPTION)
-    p.add_argument("--checkpoint", required=True, metavar="FILE|RUN",
-                   help="a checkpoint file or a run folder (its newest checkpoint)")
+    add_checkpoint_option(p)
     p.add_argument("--in", dest="in_set", default="shapes", metavar="SET",
                    help="the in-distribution set (default shapes)")
     p.add_argument("--ood", dest="ood_sets", action="append", default=[], metavar="SET",
@@ -50,6 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def check_out(args: argparse.Namespace) -> None:
     """Refuse ``--out SET`` (the OOD-set option of earlier versions) and ``--out FILE``."""
+    from ebmguide.run.ood_sets import SETS
+
     if args.out is None:
         return
     name = str(args.out)
@@ -60,46 +61,20 @@ def check_out(args: argparse.Namespace) -> None:
         raise ValueError(f"--out {args.out} is a file: pass a folder for ood.json.")
 
 
-def load_set(name: str, n: int, shape: tuple[int, ...], *, seed: int) -> Any:
-    """``n`` images ``(n, C, H, W)`` in [0, 1] of a named set at the model's image size."""
-    import torch
-    import torch.nn.functional as F
-
-    from ebmguide.data import dequantize, load_cifar10, make_shapes, make_shifted_shapes
-
-    if n < 1:
-        raise ValueError(f"--n must be a positive integer, got {n}.")
-    size = shape[-1]
-    # seeds far from the training stream; one per set so that sets never share images
-    g = torch.Generator().manual_seed(10_007 * (seed + 1) + sum(map(ord, name)))
-    if name == "shapes":
-        return make_shapes(n, size=size, generator=g).images
-    if name in SETS:
-        return make_shifted_shapes(name, n, size=size, generator=g).images
-    if name.startswith("cifar10:"):
-        data = load_cifar10(name.split(":", 1)[1], "test")
-        pick = torch.randperm(len(data.images), generator=g)[:n]
-        # dequantized exactly as the training data: x = (pixel + U(0, 1)) / 256
-        x = dequantize(data.images[pick], g)
-        if tuple(x.shape[1:]) != tuple(shape):
-            x = F.interpolate(x, size=tuple(shape[1:]), mode="bilinear", antialias=True,
-                              align_corners=False).clamp(0, 1)
-        return x
-    raise ValueError(f"unknown set {name!r}; choose one of {', '.join(SETS)} or cifar10:PATH.")
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``ebmguide ood``."""
-    from ebmguide.builders import networks_from_checkpoint, resolve_device, sample_shape
-    from ebmguide.ood import DEFAULT_OOD_BETA, auroc, ood_scores
-    from ebmguide.runner import find_checkpoint, load_run
+    from ebmguide.ood import DEFAULT_OOD_BETA, auroc_row, ood_scores
+    from ebmguide.run.checkpoints import find_checkpoint, load_run
+    from ebmguide.run.components import networks_from_checkpoint, sample_shape
+    from ebmguide.run.ood_sets import load_set
+    from ebmguide.torch_utils import resolve_device
 
     check_out(args)
     if not args.ood_sets:
         raise ValueError("give at least one --ood SET (e.g. --ood noise --ood novel_colours).")
     betas = args.beta or [DEFAULT_OOD_BETA]
     checkpoint = find_checkpoint(args.checkpoint)
-    state, cfg = load_run(checkpoint)
+    state, cfg = load_run(checkpoint, trust_imports=args.trust_config_imports)
     device = resolve_device(args.device or cfg.device)
     ebm, guide = networks_from_checkpoint(state, cfg, device, ema=not args.no_ema)
     shape = sample_shape(state)
@@ -111,9 +86,7 @@ def run(args: argparse.Namespace) -> int:
     inside = score[args.in_set]
     results: dict[str, dict[str, float]] = {}
     for name in args.ood_sets:
-        row = {f"joint(beta={b:g})": auroc(inside.joint(b), score[name].joint(b)) for b in betas}
-        row["energy only"] = auroc(inside.energy_only(), score[name].energy_only())
-        results[name] = row
+        results[name] = auroc_row(inside, score[name], betas)
     print(f"OOD AUROC (in-distribution {args.in_set!r} positive, {args.n} inputs per set, "
           f"{'online' if args.no_ema else 'EMA'} networks of {checkpoint})")
     columns = list(next(iter(results.values())))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
-__all__ = ["draw_samples", "register", "run", "save_samples"]
+from ebmguide.cli._common import add_checkpoint_option
+
+__all__ = ["add_sampling_options", "register", "run"]
 
 DESCRIPTION = """\
 Draw samples from a checkpoint with the EMA EBM (--no-ema: the online one).
@@ -36,8 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def add_sampling_options(p: argparse.ArgumentParser) -> None:
     """Options shared with ``ebmguide evaluate``."""
-    p.add_argument("--checkpoint", required=True, metavar="FILE|RUN",
-                   help="a checkpoint file or a run folder (its newest checkpoint)")
+    add_checkpoint_option(p)
     p.add_argument("--n", type=int, default=64, help="number of samples (default %(default)s)")
     p.add_argument("--protocol", choices=("fresh", "buffer"), default="fresh",
                    help="fresh chains from noise, or the paper's buffer protocol")
@@ -51,76 +51,6 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: the run's)")
 
 
-def draw_samples(args: argparse.Namespace) -> tuple[Any, Any, Any, Path]:
-    """Load the checkpoint and draw samples as the options say.
-
-    Returns:
-        ``(samples (N, *shape) CPU tensor, cfg, guide, checkpoint path)``.
-    """
-    import torch
-
-    from ebmguide.builders import networks_from_checkpoint, resolve_device, sample_shape
-    from ebmguide.evaluation import fresh_chains
-    from ebmguide.runner import find_checkpoint, load_run
-
-    for name in ("n", "rounds", "chunk"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name} must be a positive integer, got {getattr(args, name)}.")
-    if args.steps is not None and args.steps < 0:
-        raise ValueError(f"--steps must not be negative, got {args.steps}.")
-    from ebmguide.limits import check_bound
-
-    for name in ("n", "steps", "rounds", "chunk"):  # before anything is allocated
-        if getattr(args, name) is not None:
-            check_bound(f"cli.{name}", getattr(args, name), f" (--{name})")
-    checkpoint = find_checkpoint(args.checkpoint)
-    state, cfg = load_run(checkpoint)
-    device = resolve_device(args.device or cfg.device)
-    ebm, guide = networks_from_checkpoint(state, cfg, device, ema=not args.no_ema)
-    shape, g = sample_shape(state), torch.Generator(device).manual_seed(args.seed)
-    if args.protocol == "fresh":
-        steps = args.steps if args.steps is not None else (cfg.eval.fresh_steps
-                                                           or cfg.sampler.n_steps)
-        x = fresh_chains(ebm.energy, cfg, shape, args.n, steps=steps, generator=g, device=device,
-                         chunk=args.chunk)
-    else:
-        x = _buffer_with_progress(ebm, cfg, shape, args, g, device)
-    return x, cfg, guide, checkpoint
-
-
-def _buffer_with_progress(ebm: Any, cfg: Any, shape: tuple[int, ...], args: argparse.Namespace,
-                          g: Any, device: Any) -> Any:
-    from ebmguide.evaluation import buffer_protocol
-    from ebmguide.progress import progress_bar
-
-    # a bar on a terminal, a line every 30 s in a log file
-    with progress_bar("auto", total=args.n * args.rounds, initial=0, desc="buffer protocol",
-                      unit="chain", sweep=True) as bar:
-        return buffer_protocol(ebm.energy, cfg, shape, args.n, rounds=args.rounds, generator=g,
-                               device=device, chunk=args.chunk, steps=args.steps,
-                               on_chunk=bar.update)
-
-
-def save_samples(x: Any, out: Path, fmt: str) -> tuple[Path, Path]:
-    """Write ``samples.png`` and ``samples.<fmt>`` (uint8 images, or float vectors) into ``out``."""
-    import numpy as np
-    import torch
-
-    from ebmguide._validation import check_finite
-    from ebmguide.grid import save_panels, to_uint8
-
-    check_finite("samples drawn by ebmguide sample", x)  # nothing is written then
-    out.mkdir(parents=True, exist_ok=True)
-    grid = save_panels([(f"{len(x)} samples", x[:256])], out / "samples.png", scale=4)
-    data = to_uint8(x) if x.dim() == 4 else x.float()
-    tensor_file = out / f"samples.{fmt}"
-    if fmt == "npz":
-        np.savez_compressed(tensor_file, images=data.numpy())
-    else:
-        torch.save(data, tensor_file)
-    return grid, tensor_file
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``ebmguide sample``."""
     # --- conditional sampling (owned by ebmguide.cli.compose) ---
@@ -132,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out {args.out} is a file: pass a folder for samples.png and the "
                          f"tensor file.")
-    x, _, _, checkpoint = draw_samples(args)
+    from ebmguide.run.checkpoint_sampling import SampleOptions, draw_samples, save_samples
+
+    x, checkpoint = draw_samples(SampleOptions.from_namespace(vars(args)))
     out = args.out or checkpoint.parent.parent / f"samples-{args.protocol}"
     grid, tensor_file = save_samples(x, out, args.format)
     print(f"{len(x)} samples ({args.protocol}, {'online' if args.no_ema else 'EMA'} EBM) from "

@@ -8,6 +8,7 @@ from pathlib import Path
 from ebmguide.cli._common import (
     add_progress_options,
     add_set_option,
+    add_trust_option,
     describe_run,
     progress_mode,
     sample_command,
@@ -29,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--config", metavar="NAME|FILE",
                    help="a shipped config name (see --list) or a path to a .toml file")
     add_set_option(p)
+    add_trust_option(p)
     p.add_argument("--out", type=Path, metavar="DIR",
                    help="run folder (default: runs/<config name>)")
     p.add_argument("--resume", metavar="RUN|CHECKPOINT",
@@ -70,20 +72,22 @@ def announce_resume(checkpoint: Path, iteration: int, total: int, until: int | N
 
 def run(args: argparse.Namespace) -> int:
     """Run ``ebmguide train``."""
-    from ebmguide.builders import resolve_device
     from ebmguide.checkpoint import CheckpointManager
-    from ebmguide.config import (
+    from ebmguide.distributed import distributed_session
+    from ebmguide.distributed.runtime import lost_rank_error
+    from ebmguide.run.checkpoints import check_resume_overrides, load_state
+    from ebmguide.run.config import (
         apply_overrides,
         config_from_dict,
         dumps_toml,
         load_config,
         shipped_configs,
     )
-    from ebmguide.distributed import distributed_session
-    from ebmguide.distributed.runtime import lost_rank_error
-    from ebmguide.run_folder import RUN_ENTRIES, check_run_dir, default_run_dir
-    from ebmguide.run_state import check_resume_overrides
-    from ebmguide.runner import DivergenceError, Trainer, load_state
+    from ebmguide.run.divergence import DivergenceError
+    from ebmguide.run.folder import RUN_ENTRIES, check_run_dir, default_run_dir
+    from ebmguide.run.imports import check_trusted
+    from ebmguide.run.trainer import Trainer
+    from ebmguide.torch_utils import resolve_device
 
     if args.list:
         print("\n".join(shipped_configs()))
@@ -104,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         state, checkpoint = load_state(args.resume)
         cfg = config_from_dict(apply_overrides(state["config"], args.overrides))
         check_resume_overrides(state["config"], cfg)  # sizes fixed by the checkpoint
+        check_trusted(cfg, trusted=args.trust_config_imports, source=checkpoint)
         run_dir = args.out or checkpoint.parent.parent
     elif args.config is None:
         raise ValueError("give --config NAME|FILE (e.g. --config demo) or --resume RUN.")

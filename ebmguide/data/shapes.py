@@ -17,7 +17,7 @@ edge), so edges take intermediate values. Rendering is vectorised over the whole
 
 Because the factors are known, conditional and compositional generation can be judged exactly:
 :func:`~ebmguide.data.factors.read_factors` (in :mod:`ebmguide.data.factors`, also importable from
-here and from ``ebmguide.data``) reads colour, scale, position and (by template matching) shape
+``ebmguide.data``) reads colour, scale, position and (by template matching) shape
 back from any image by rule, with no neural network involved. :func:`make_shifted_shapes` builds
 out-of-distribution sets (novel colours, novel shapes, noise).
 """
@@ -37,7 +37,6 @@ from ebmguide.data.toy2d import check_count_and_generator
 __all__ = [
     "COLOURS", "COLOUR_RGB", "NOVEL_COLOURS", "NOVEL_SHAPES", "QUADRANTS", "SCALES", "SCALE_RADII",
     "SHAPES", "SHIFT_KINDS", "ShapesConfig", "ShapesData", "make_shapes", "make_shifted_shapes",
-    "read_factors",  # noqa: F822 - defined in ebmguide.data.factors, see __getattr__ below
 ]
 
 SHAPES = ("circle", "square", "triangle", "cross")
@@ -283,12 +282,3 @@ def make_shifted_shapes(
         ShapesConfig(size=size)  # validates the size
         return ShapesData(torch.rand(n, 3, size, size, generator=generator), {}, {})
     raise ValueError(f"Unknown shift kind {kind!r}; choose one of {', '.join(SHIFT_KINDS)}.")
-
-
-def __getattr__(name: str) -> Callable[..., dict[str, Tensor]]:
-    """``read_factors``, which lives in :mod:`ebmguide.data.factors`, imported on first access."""
-    if name == "read_factors":
-        from ebmguide.data.factors import read_factors
-
-        return read_factors
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

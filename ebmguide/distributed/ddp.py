@@ -100,9 +100,10 @@ def wrap_ddp(ebm: EBM, guide: Guide, ctx: DistributedContext, *,
 
     Call it after the networks are on ``ctx.device`` and before building optimizers or EMA copies
     if ``sync_batchnorm`` may apply (the conversion keeps the parameter objects, so optimizers
-    built earlier stay valid). A :class:`~ebmguide.guide.SimCLRGuide` is switched to the
-    global-batch NT-Xent (``gather_distributed = True``); a guide of your own must gather its
-    negatives itself (see :func:`~ebmguide.distributed.gathered_nt_xent`).
+    built earlier stay valid). The guide's loss is its own business: build a
+    :class:`~ebmguide.guide.SimCLRGuide` with ``gather_distributed=True`` for the global-batch
+    NT-Xent (the :class:`~ebmguide.run.trainer.Trainer` does); a guide of your own must gather
+    its negatives itself (see :func:`~ebmguide.distributed.gathered_nt_xent`).
 
     Args:
         ebm: the EBM (an ``nn.Module`` satisfying :class:`~ebmguide.protocols.EnergyModel`).
@@ -119,15 +120,11 @@ def wrap_ddp(ebm: EBM, guide: Guide, ctx: DistributedContext, *,
     """
     if not ctx.enabled:
         return ebm, guide
-    from ebmguide.guide import SimCLRGuide  # here: ebmguide.guide imports this package
-
     if sync_batchnorm is None:
         sync_batchnorm = ctx.device.type == "cuda"
     module: nn.Module = guide
     if sync_batchnorm:  # in place for a guide that is not itself a BatchNorm layer
         module = nn.SyncBatchNorm.convert_sync_batchnorm(guide)  # type: ignore[no-untyped-call]
-    if isinstance(module, SimCLRGuide):
-        module.gather_distributed = True
     ids = [ctx.device.index] if ctx.device.type == "cuda" else None
     ddp_ebm, ddp_guide = (DistributedDataParallel(_MethodCall(m), device_ids=ids)
                           for m in (ebm, module))

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
+from ebmguide.torch_utils import resolve_device
+
 __all__ = ["DistributedContext", "RankTimeoutError", "check_world_size", "distributed_session",
            "init_distributed", "launched_by_torchrun", "local_context", "lost_rank_error",
            "rank_generator", "rank_seed", "shutdown"]
@@ -62,19 +64,9 @@ def _env_int(name: str) -> int:
 
 
 def _resolve_device(device: str | torch.device, local_rank: int, several: bool) -> torch.device:
+    dev = resolve_device(device)
     name = str(device)
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(name)
-    except RuntimeError as err:
-        raise ValueError(f"device {name!r} is not a torch device; use auto, cpu or cuda.") from err
-    if dev.type != "cuda":
-        return dev
-    if not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for CUDA, which this torch cannot use; set "
-                         f"device = \"cpu\" (or \"auto\").")
-    if not several:
+    if dev.type != "cuda" or not several:
         return dev
     if dev.index is not None and dev.index != local_rank:
         raise ValueError(f"under torchrun each process uses the GPU cuda:LOCAL_RANK (here "

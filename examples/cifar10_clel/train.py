@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from ebmguide.config import load_config
-from ebmguide.runner import Trainer
+from ebmguide.run.config import load_config
+from ebmguide.run.trainer import Trainer
 
 SMOKE = ["train.iterations=1", "train.batch_size=4", "sampler.buffer_size=8", "sampler.n_steps=1",
          "eval.fresh_steps=1", "eval.grid_size=4", "eval.n_samples=4", "train.log_every=1",

@@ -10,8 +10,8 @@ Produces the tables and grids of docs/conditional.md:
    a local copy is given, CIFAR-10), joint score against the energy-only score, over β.
 
 Judges: colour, scale and quadrant are read by rule (``ebmguide.data.read_factors``); the shape by
-an independently trained classifier (``ebmguide.metrics.shapes_feature_net``, a small CNN trained on
-generated shapes with their labels, never on samples and never the guide).
+an independently trained classifier (``ebmguide.feature_nets.shapes_feature_net``, a small CNN
+trained on generated shapes with their labels, never on samples and never the guide).
 
 Usage (from the repository root; the model is the one ``make demo`` trains, about 5 minutes;
 this script takes about 2 more on 2 CPU cores)::
@@ -33,11 +33,12 @@ from typing import Any
 
 import torch
 
-from ebmguide.cli.compose import ConditionContext, load_context, resolve_condition, save_rows
 from ebmguide.conditional import composed_energy, sample_energy
 from ebmguide.data import make_shapes, read_factors
-from ebmguide.metrics import shapes_feature_net, train_shapes_feature_net
-from ebmguide.ood import auroc, ood_scores
+from ebmguide.feature_nets import shapes_feature_net, train_shapes_feature_net
+from ebmguide.metrics import auroc
+from ebmguide.ood import ood_scores
+from ebmguide.run.conditions import ConditionContext, load_context, resolve_condition, save_rows
 
 FACTORS = ("shape", "colour", "scale", "quadrant")
 PAIRS = [("colour=red", "shape=square"), ("colour=blue", "shape=circle"),
@@ -115,7 +116,7 @@ class Experiment:
 
     def sample(self, n: int, beta: float, *, and_: tuple[str, ...] = (), not_: tuple[str, ...] = (),
                or_: tuple[str, ...] = (), init: str | None = None) -> torch.Tensor:
-        from ebmguide.builders import build_sampler
+        from ebmguide.run.components import build_sampler
 
         self.calls += 1
         g = torch.Generator(self.ctx.device).manual_seed(self.args.seed * 7919 + self.calls)
@@ -216,14 +217,14 @@ def beta_sweep(exp: Experiment, judge_clean: Any, out: Path) -> list[dict]:
 
 
 def clean_rate(x: torch.Tensor) -> float:
-    """Fraction of samples holding one readable shape (as ebmguide.metrics.factor_statistics)."""
+    """Fraction of samples holding one readable shape (as feature_nets.factor_statistics)."""
     read = read_factors(x.clamp(0, 1))
     ok = (read["shape_iou"] >= 0.6) & (read["colour_error"] <= 0.3) & (read["shape"] >= 0)
     return float(ok.float().mean())
 
 
 def ood(exp: Experiment, args: argparse.Namespace) -> dict[str, dict[str, float]]:
-    from ebmguide.cli.ood import load_set
+    from ebmguide.run.ood_sets import load_set
 
     sets = list(OOD_SETS) + ([f"cifar10:{args.cifar}"] if args.cifar else [])
     shape, ctx = exp.ctx.shape, exp.ctx

@@ -33,12 +33,13 @@ from typing import Any
 
 import torch
 
-from ebmguide.builders import build_sampler
-from ebmguide.cli.compose import load_context, resolve_condition
 from ebmguide.conditional import composed_energy, sample_energy
-from ebmguide.config import RunConfig, load_config
 from ebmguide.data import COLOURS, read_factors
-from ebmguide.runner import Trainer, find_checkpoint, load_run
+from ebmguide.run.checkpoints import find_checkpoint, load_run
+from ebmguide.run.components import build_sampler
+from ebmguide.run.conditions import load_context, resolve_condition
+from ebmguide.run.config import RunConfig, load_config
+from ebmguide.run.trainer import Trainer
 
 METRICS = ("buffer_fd", "buffer_clean", "fresh_fd", "fresh_clean")
 TEST_BETA = 0.03  # the test-time guidance strength measured in docs/conditional.md

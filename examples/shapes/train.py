@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ebmguide.config import load_config
-from ebmguide.logging_utils import read_metrics
-from ebmguide.runner import Trainer
+from ebmguide.run.config import load_config
+from ebmguide.run.logger import read_metrics
+from ebmguide.run.trainer import Trainer
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from ebmguide.config import load_config
 from ebmguide.data import TOY2D_NAMES, gaussian_mixture_modes
-from ebmguide.runner import Trainer
+from ebmguide.run.config import load_config
+from ebmguide.run.trainer import Trainer
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -18,7 +18,8 @@ import torch
 from _shapes_model import SIZE, add_model_args, get_model
 
 from ebmguide.data import SHIFT_KINDS, make_shapes, make_shifted_shapes
-from ebmguide.ood import DEFAULT_OOD_BETA, auroc, ood_auroc, ood_scores
+from ebmguide.metrics import auroc
+from ebmguide.ood import DEFAULT_OOD_BETA, ood_auroc, ood_scores
 
 
 def get_args_parser() -> argparse.ArgumentParser:

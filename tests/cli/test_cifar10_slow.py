@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ebmguide.config import load_config
-from ebmguide.runner import Trainer
+from ebmguide.run.config import load_config
+from ebmguide.run.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -111,9 +111,9 @@ def test_sample_fresh_and_buffer_protocol(tiny_run: Path, tmp_path: Path,
 
 
 def test_buffer_protocol_runs_every_slot_through_the_sampler(tiny_run: Path) -> None:
-    from ebmguide.builders import networks_from_checkpoint
-    from ebmguide.evaluation import buffer_protocol
-    from ebmguide.runner import load_run
+    from ebmguide.run.checkpoints import load_run
+    from ebmguide.run.components import networks_from_checkpoint
+    from ebmguide.run.evaluator import buffer_protocol
 
     state, cfg = load_run(tiny_run)
     ebm, _ = networks_from_checkpoint(state, cfg, torch.device("cpu"))
@@ -131,8 +131,8 @@ def test_buffer_protocol_runs_every_slot_through_the_sampler(tiny_run: Path) -> 
 def test_evaluate_prints_fd_with_floor_and_never_fid(tiny_run: Path, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str],
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    import ebmguide.cli.evaluate as evaluate
-    from ebmguide.metrics import train_shapes_feature_net
+    import ebmguide.run.checkpoint_evaluation as evaluate
+    from ebmguide.feature_nets import train_shapes_feature_net
 
     net, _ = train_shapes_feature_net(size=8, iterations=3, batch_size=16)
     monkeypatch.setattr(evaluate, "load_feature_net",

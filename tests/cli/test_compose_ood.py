@@ -135,7 +135,7 @@ def test_ood_cifar_images_are_dequantized_like_the_training_data(tmp_path: Path)
     """cifar10:PATH inputs are (pixel + U(0, 1)) / 256, as in training, not pixel / 255."""
     import torch
 
-    from ebmguide.cli.ood import load_set
+    from ebmguide.run.ood_sets import load_set
 
     root = tmp_path / "cifar" / "test" / "cat"
     root.mkdir(parents=True)

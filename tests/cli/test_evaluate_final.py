@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-import ebmguide.evaluate_run as evaluate_run
+import ebmguide.run.checkpoint_evaluation as evaluate_run
 from ebmguide.cli import main
 
 TINY = Path(__file__).resolve().parents[1] / "tiny_run.toml"
@@ -131,8 +131,8 @@ def test_every_check_runs_before_sampling(
     monkeypatch.setattr(evaluate_run, "fresh_chains", _no_sampling)
     ckpt = run / "checkpoints" / "ckpt-00000002.pt"
     state = torch.load(ckpt, weights_only=False)
-    from ebmguide.builders import networks_from_checkpoint
-    from ebmguide.config import config_from_dict
+    from ebmguide.run.components import networks_from_checkpoint
+    from ebmguide.run.config import config_from_dict
 
     _, guide = networks_from_checkpoint(state, config_from_dict(state["config"]),
                                         torch.device("cpu"))
@@ -171,7 +171,7 @@ def test_every_check_runs_before_sampling(
 def test_the_metric_is_called_fid_only_with_inception_weights(
         folder_run: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    import ebmguide.cli.evaluate as evaluate
+    import ebmguide.run.checkpoint_evaluation as evaluate
 
     run, features = folder_run
     net = torch.export.load(str(features)).module()

@@ -19,9 +19,10 @@ import pytest
 import torch
 
 from ebmguide.cli import main
-from ebmguide.config import load_config
-from ebmguide.interrupt import RunInterrupted, StopRequest, stop_on_signals
-from ebmguide.runner import Trainer, load_state
+from ebmguide.run.checkpoints import load_state
+from ebmguide.run.config import load_config
+from ebmguide.run.interrupt import RunInterrupted, StopRequest, stop_on_signals
+from ebmguide.run.trainer import Trainer
 
 TINY = Path(__file__).resolve().parents[1] / "tiny_run.toml"
 REPO = Path(__file__).resolve().parents[2]

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from ebmguide.cli import main
-from ebmguide.progress import LineProgress, resolve_progress
+from ebmguide.run.progress import LineProgress, resolve_progress
 
 TINY = Path(__file__).resolve().parents[1] / "tiny_run.toml"
 REPO = Path(__file__).resolve().parents[2]

@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 import ebmguide as eg
-import ebmguide.builders as builders
-from ebmguide.config import load_config
+import ebmguide.run.components as builders
 from ebmguide.layer_checks import EnergyLayerWarning, energy_layer_problems
+from ebmguide.run.config import load_config
 
 TINY = Path(__file__).resolve().parents[1] / "tiny_run.toml"
 

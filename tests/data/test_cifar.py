@@ -198,8 +198,8 @@ def test_held_out_split_smaller_than_twice_the_eval_samples(tmp_path: Path) -> N
     The evaluation asks for 2n images (reference and floor halves); a test split of only n must
     give all of its images, not fail at the first sample grid, and fewer than n is a clear error.
     """
-    from ebmguide.builders import load_training_data
-    from ebmguide.config import load_config
+    from ebmguide.run.config import load_config
+    from ebmguide.run.training_data import load_training_data
 
     write_batches(tmp_path / "batches", protocol=2)
     cfg = load_config("cifar10_cpu", [f'data.path="{tmp_path / "batches"}"',

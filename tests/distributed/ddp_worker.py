@@ -106,6 +106,7 @@ def scenario_gather(ctx: D.DistributedContext, out: Path) -> None:
         del model
     # One whole clel_step through wrap_ddp: parameters after one SGD step.
     ebm, guide = clel_parts()
+    guide.gather_distributed = True  # the global-batch NT-Xent (as the Trainer sets it)
     debm, dguide = D.wrap_ddp(ebm, guide, ctx)
     terms = clel_one_step(debm, dguide, data["images"][r], data["starts"][r])
     result["terms"] = D.reduce_mean(terms)
@@ -139,8 +140,8 @@ def trainer_state(trainer: Any) -> dict[str, Tensor]:
 
 def scenario_trainer(ctx: D.DistributedContext, out: Path) -> None:
     """6 iterations straight, 3 + resume + 3, and a rollback, through the Trainer under DDP."""
-    from ebmguide.config import load_config
-    from ebmguide.runner import Trainer
+    from ebmguide.run.config import load_config
+    from ebmguide.run.trainer import Trainer
 
     cfg = load_config("demo", TINY)
     result: dict[str, Any] = {}
@@ -160,8 +161,8 @@ def scenario_trainer(ctx: D.DistributedContext, out: Path) -> None:
 
 def rollback(ctx: D.DistributedContext, out: Path) -> dict[str, Any]:
     """Rank 1 alone produces non-finite samples once: every rank rolls back together."""
-    from ebmguide.config import load_config
-    from ebmguide.runner import Trainer
+    from ebmguide.run.config import load_config
+    from ebmguide.run.trainer import Trainer
 
     cfg = load_config("demo", [*TINY, "train.on_divergence=rollback", "train.checkpoint_every=2",
                                "train.iterations=5"])

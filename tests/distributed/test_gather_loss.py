@@ -104,9 +104,9 @@ def test_world_size_mismatch_message() -> None:
 
 
 def test_rank_config_splits_the_buffer_and_counts_ema_in_global_images() -> None:
-    from ebmguide.config import load_config
-    from ebmguide.distributed.trainer import rank_config
     from ebmguide.ema import ema_decay
+    from ebmguide.run.config import load_config
+    from ebmguide.run.rank_hooks import rank_config
 
     cfg = load_config("demo")
     assert rank_config(cfg, D.DistributedContext()) is cfg

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ebmguide.runner import load_state
+from ebmguide.run.checkpoints import load_state
 
 _spec = importlib.util.spec_from_file_location("ddp_launch_interrupt",
                                                Path(__file__).with_name("launch.py"))

@@ -312,8 +312,8 @@ def test_resnet18_with_simclr_head_parameter_count() -> None:
 @pytest.mark.parametrize("backbone", ["clel_resnet_small", "clel_resnet_base"])
 def test_model_spectral_norm_false_reaches_the_clel_resnets(backbone: str) -> None:
     """`model.spectral_norm = false` must leave plain convolutions in the CLEL backbones too."""
-    from ebmguide.builders import build_ebm
-    from ebmguide.config import load_config
+    from ebmguide.run.components import build_ebm
+    from ebmguide.run.config import load_config
 
     def normed(on: bool) -> int:
         cfg = load_config("cifar10_cpu", [f'model.backbone="{backbone}"',

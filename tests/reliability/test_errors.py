@@ -30,24 +30,24 @@ from ebmguide.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from ebmguide.config import config_from_dict, config_to_dict, load_config
 from ebmguide.ema import ema_decay, make_ema
 from ebmguide.grid import image_grid, save_panels, to_uint8
-from ebmguide.logging_utils import RunLogger, truncate_metrics
 from ebmguide.losses import CLELLoss, latent_alignment, nt_xent
 from ebmguide.metrics import frechet_distance
 from ebmguide.optim import clel_optimizers
 from ebmguide.protocols import EnergyOutput
-from ebmguide.real_sets import plan_real_sets
-from ebmguide.run_folder import (
+from ebmguide.run.checkpoints import check_resume_overrides, load_state
+from ebmguide.run.config import config_from_dict, config_to_dict, load_config
+from ebmguide.run.folder import (
     RunFolderError,
     RunLock,
     RunLockedError,
     checked_path,
     default_run_dir,
 )
-from ebmguide.run_state import check_resume_overrides
-from ebmguide.runner import Trainer, load_state
+from ebmguide.run.logger import RunLogger, truncate_metrics
+from ebmguide.run.real_sets import plan_real_sets
+from ebmguide.run.trainer import Trainer
 from ebmguide.sampling import ReplayBuffer, SGLDSampler, langevin_dynamics
 from ebmguide.training import check_components, clel_step
 
@@ -407,7 +407,7 @@ CATALOG: list[Row] = [
     Row("CheckpointManager.save", "negative iteration", ValueError,
         "iteration must be an int >= 0", ">= 0",
         lambda: CheckpointManager(tempfile.mkdtemp()).save({}, -1)),
-    # -- configuration files (ebmguide.config) -------------------------------------------------
+    # -- configuration files (ebmguide.run.config) -------------------------------------------------
     Row("load_config", "unknown key", ValueError, "unknown key(s) sampler.stepsize",
         "the message lists the valid keys", config(sampler={"stepsize": 1.0})),
     Row("load_config", "unknown section", ValueError, "unknown key(s) or section(s) samplr",

@@ -21,8 +21,9 @@ import torch
 
 from ebmguide.checkpoint import save_checkpoint
 from ebmguide.cli import main
-from ebmguide.config import load_config
-from ebmguide.runner import Trainer, load_state
+from ebmguide.run.checkpoints import load_state
+from ebmguide.run.config import load_config
+from ebmguide.run.trainer import Trainer
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "reliability" / "errors.md"
 TINY = Path(__file__).resolve().parents[1] / "tiny_run.toml"

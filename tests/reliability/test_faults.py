@@ -2,7 +2,8 @@
 
 Each test injects one fault into a tiny CPU run through a forward hook on a network (no change to
 its state_dict, so checkpoints and rollbacks see the real modules) and checks what the divergence
-guard of :class:`ebmguide.runner.Trainer` promises: a :class:`~ebmguide.runner.DivergenceError`
+guard of :class:`ebmguide.run.trainer.Trainer` promises: a
+:class:`~ebmguide.run.trainer.DivergenceError`
 naming the iteration, the first non-finite term and the last good checkpoint (``"stop"``), or a
 rollback with a lower learning rate and a fresh seed (``"rollback"``); and, in every case, a replay
 buffer and checkpoints holding only finite values.
@@ -19,8 +20,9 @@ import torch
 from torch import Tensor, nn
 
 from ebmguide.checkpoint import CheckpointManager, load_checkpoint
-from ebmguide.config import RunConfig, load_config
-from ebmguide.runner import DivergenceError, Trainer
+from ebmguide.run.config import RunConfig, load_config
+from ebmguide.run.divergence import DivergenceError
+from ebmguide.run.trainer import Trainer
 from ebmguide.sampling import SGLDSampler, langevin_dynamics
 
 TINY = Path(__file__).resolve().parents[1] / "tiny_run.toml"

@@ -21,7 +21,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ebmguide.config import (
+from ebmguide.run.config import (
     RunConfig,
     config_from_dict,
     config_to_dict,

@@ -19,9 +19,10 @@ import torch
 
 from ebmguide.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ebmguide.cli import main
-from ebmguide.config import load_config
 from ebmguide.limits import BOUNDS, bound
-from ebmguide.runner import Trainer, load_state
+from ebmguide.run.checkpoints import load_state
+from ebmguide.run.config import load_config
+from ebmguide.run.trainer import Trainer
 
 TINY = Path(__file__).resolve().parents[1] / "tiny_run.toml"
 
@@ -64,7 +65,7 @@ def test_a_bound_can_be_raised_for_one_process(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_shipped_recipes_sit_far_below_the_bounds() -> None:
-    from ebmguide.config import config_to_dict, shipped_configs
+    from ebmguide.run.config import config_to_dict, shipped_configs
 
     for name in shipped_configs():
         flat = {f"{s}.{k}": v for s, sec in config_to_dict(load_config(name)).items()

@@ -17,10 +17,11 @@ import torch
 
 from ebmguide.checkpoint import CheckpointManager, load_checkpoint, save_checkpoint
 from ebmguide.cli import main
-from ebmguide.config import load_config
-from ebmguide.divergence import nonfinite_entries
 from ebmguide.grid import image_grid, save_panels, to_uint8
-from ebmguide.runner import DivergenceError, Trainer, load_state
+from ebmguide.run.checkpoints import load_state
+from ebmguide.run.config import load_config
+from ebmguide.run.divergence import DivergenceError, nonfinite_entries
+from ebmguide.run.trainer import Trainer
 
 TINY = Path(__file__).resolve().parents[1] / "tiny_run.toml"
 
@@ -161,7 +162,7 @@ def test_commands_refuse_an_all_nan_checkpoint(nan_run: Path, tmp_path: Path, ar
 
 
 def test_nan_samples_never_become_pixels_or_files(tmp_path: Path) -> None:
-    from ebmguide.cli.sample import save_samples
+    from ebmguide.run.checkpoint_sampling import save_samples
 
     x = torch.rand(6, 3, 4, 4)
     x[1, 0, 0, 0] = math.nan

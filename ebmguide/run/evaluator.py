@@ -1,0 +1,210 @@
+"""Drawing samples from a trained EBM and scoring them during and after training."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from ebmguide.augment import apply_augment
+from ebmguide.feature_nets import factor_statistics, shapes_feature_net
+from ebmguide.metrics import FrechetScorer
+from ebmguide.protocols import EnergyFn, EnergyModel
+from ebmguide.run.components import build_sampler
+from ebmguide.run.config import RunConfig
+from ebmguide.run.real_sets import RealSets, real_sets
+from ebmguide.run.training_data import TrainingData
+from ebmguide.sampling import langevin_dynamics
+from ebmguide.torch_utils import eval_mode
+
+__all__ = ["Evaluator", "SweepState", "buffer_protocol", "ema_fresh_chains", "fresh_chains"]
+
+
+class SweepState(NamedTuple):
+    """Where a :func:`buffer_protocol` sweep stands after a finished round.
+
+    Attributes:
+        rounds_done: finished passes over the buffer.
+        states: ``(n, *shape)`` the buffer after them.
+        generator: the generator's state (``torch.Generator.get_state()``) after them.
+    """
+
+    rounds_done: int
+    states: Tensor
+    generator: Tensor
+
+
+def fresh_chains(energy_fn: EnergyFn, cfg: RunConfig, shape: tuple[int, ...], n: int, *,
+                 steps: int, generator: torch.Generator, device: torch.device,
+                 chunk: int = 512, on_chunk: Callable[[int], None] | None = None) -> Tensor:
+    """``n`` chains from uniform noise, ``steps`` SGLD steps of the training sampler's settings.
+
+    ``on_chunk`` is called with the number of chains after every chunk (e.g. a progress bar).
+    """
+    sampler = build_sampler(cfg, shape, device, generator, buffer_size=1)
+    parts = []
+    for i in range(0, n, chunk):
+        parts.append(sampler.sample_fresh(energy_fn, min(chunk, n - i), n_steps=steps,
+                                          generator=generator).samples.cpu())
+        if on_chunk is not None:
+            on_chunk(len(parts[-1]))
+    return torch.cat(parts)
+
+
+def ema_fresh_chains(ema: nn.Module, cfg: RunConfig, shape: tuple[int, ...], n: int, *,
+                     generator: torch.Generator, device: torch.device) -> Tensor:
+    """``n`` fresh chains of an EBM (the run's EMA copy) in eval mode, ``eval.fresh_steps`` long.
+
+    Args:
+        ema: the EMA network (``AveragedModel.module``), an
+            :class:`~ebmguide.protocols.EnergyModel`.
+        cfg: the run's configuration (``eval.fresh_steps``, or ``sampler.n_steps`` when 0).
+        shape: the shape of one sample.
+        n: the number of chains.
+        generator: the only source of randomness.
+        device: where the chains run.
+
+    Returns:
+        ``(n, *shape)`` samples on the CPU.
+    """
+    if not isinstance(ema, EnergyModel):
+        raise TypeError(f"the EMA network ({type(ema).__name__}) is not an EnergyModel.")
+    steps = cfg.eval.fresh_steps or cfg.sampler.n_steps
+    with eval_mode(ema):
+        return fresh_chains(ema.energy, cfg, shape, n, steps=steps, generator=generator,
+                            device=device)
+
+
+def buffer_protocol(energy_fn: EnergyFn, cfg: RunConfig, shape: tuple[int, ...], n: int, *,
+                    rounds: int, generator: torch.Generator, device: torch.device,
+                    chunk: int = 512, steps: int | None = None,
+                    on_chunk: Callable[[int], None] | None = None,
+                    resume: SweepState | None = None,
+                    on_round: Callable[[SweepState], None] | None = None) -> Tensor:
+    """The paper's sampling protocol: a buffer of ``n`` uniform images, ``rounds`` passes over it.
+
+    Each pass walks the buffer in chunks of ``chunk`` slots; every chunk goes through exactly the
+    training sampler: re-initialisation with probability ``reinit_prob``, the buffer augmentation,
+    ``n_steps`` SGLD steps (``steps`` overrides), and the finite chains are written back.
+    The paper: n = 50,000, 10 rounds, chunks of 512, with the EMA EBM.
+
+    A sweep can be resumed: ``on_round`` receives a :class:`SweepState` after every finished
+    round (save it), and ``resume`` continues from one; on the CPU the result is bit-identical
+    with an uninterrupted sweep.
+
+    Args:
+        energy_fn: ``(B, *shape) -> (B,)``, e.g. the EMA EBM's ``energy``.
+        cfg: the run's configuration (its sampler settings).
+        shape: shape of one sample.
+        n: buffer size, the number of samples.
+        rounds: passes over the buffer.
+        generator: source of all randomness (on ``device``).
+        device: where the buffer and the chains live.
+        chunk: chains per batch.
+        steps: SGLD steps per chunk (default: the run's ``sampler.n_steps``).
+        on_chunk: called with the number of chains after every chunk (e.g. a progress bar).
+        resume: a state saved from ``on_round`` of a sweep with the same arguments.
+        on_round: called after every finished round.
+
+    Returns:
+        The final buffer ``(n, *shape)`` on the CPU.
+    """
+    sampler = build_sampler(cfg, shape, device, generator, buffer_size=n)
+    buffer, k = sampler.buffer, sampler.n_steps if steps is None else steps
+    first = 0
+    if resume is not None:
+        if tuple(resume.states.shape) != tuple(buffer.states.shape):
+            raise ValueError(f"the saved sweep holds {tuple(resume.states.shape)} chains, not "
+                             f"{tuple(buffer.states.shape)}; start a new sweep.")
+        buffer.states.copy_(resume.states)
+        generator.set_state(resume.generator)
+        first = resume.rounds_done
+    for done in range(first, rounds):
+        for start in range(0, n, chunk):
+            index = torch.arange(start, min(start + chunk, n), device=buffer.states.device)
+            x = buffer.states[index]
+            fresh = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            fresh = fresh * (buffer.high - buffer.low) + buffer.low
+            reinit = torch.rand(len(index), generator=generator, device=x.device)
+            x = torch.where((reinit < sampler.reinit_prob).view(-1, *[1] * len(shape)), fresh, x)
+            if sampler.augment is not None:
+                x = apply_augment(sampler.augment, x, generator)
+            result = langevin_dynamics(
+                energy_fn, x, n_steps=k, step_size=sampler.step_size,
+                noise_scale=sampler.noise_scale, grad_clip=sampler.grad_clip,
+                clamp=sampler.clamp, generator=generator, autocast_dtype=sampler.autocast_dtype)
+            buffer.write(index, result.samples, keep=result.finite)
+            if on_chunk is not None:
+                on_chunk(len(index))
+        if on_round is not None:
+            on_round(SweepState(done + 1, buffer.states, generator.get_state()))
+    return buffer.states.cpu()
+
+
+def _floor_arg(sets: RealSets) -> Tensor | tuple[Tensor, Tensor]:
+    """The ``floor=`` argument of :class:`FrechetScorer` for a :class:`RealSets`."""
+    return sets.floor[1] if sets.plan.floor_uses_reference else sets.floor
+
+
+class Evaluator:
+    """Scores samples of a run against held-out real data with an independent feature network.
+
+    Shapes data: FD on the features of the shapes classifier (trained on generated data and cached
+    in ``<run>/feature_net.pt``) with its real-vs-real floor, plus the rule-based factor statistics.
+    Toy 2-D data: FD on the coordinates. Other data: nothing unless a feature network is given.
+
+    Args:
+        cfg: the run's configuration.
+        data: the run's data (for held-out real samples).
+        run_dir: where the feature network is cached.
+        feature_net: a feature network to use instead of the default.
+        features: its name for labels.
+    """
+
+    def __init__(self, cfg: RunConfig, data: TrainingData, run_dir: str | Path, *,
+                 feature_net: nn.Module | None = None, features: str | None = None) -> None:
+        self.cfg, self.n = cfg, cfg.eval.n_samples
+        choice = cfg.eval.feature_net
+        self.shapes = cfg.data.name == "shapes"
+        if feature_net is None and choice != "none":
+            if self.shapes and choice in ("auto", "shapes_classifier"):
+                feature_net = shapes_feature_net(Path(run_dir) / "feature_net.pt",
+                                                 size=cfg.data.size)
+                features = "shapes-classifier"
+            elif data.kind == "vector" and choice == "auto":
+                feature_net, features = nn.Identity(), "coordinates"
+            elif choice == "shapes_classifier":
+                raise ValueError("eval.feature_net = \"shapes_classifier\" needs shapes data.")
+        self.features = features or "custom"
+        # The paper's monitoring protocol: the reference is the held-out split, up to n images
+        # (all 10,000 CIFAR-10 test images at n = 10,000); the floor compares it with as many
+        # other real images (see ebmguide.run.real_sets).
+        self.sets = (real_sets(data, "held-out", self.n)
+                     if feature_net is not None or self.shapes else None)
+        self.real = None if self.sets is None else self.sets.reference
+        self.scorer = (None if feature_net is None or self.sets is None
+                       else FrechetScorer(self.sets.reference, feature_net,
+                                          features=self.features,
+                                          floor=_floor_arg(self.sets)))
+
+    @property
+    def active(self) -> bool:
+        """Whether there is anything to compute."""
+        return self.real is not None
+
+    def __call__(self, samples: Tensor, prefix: str) -> dict[str, float]:
+        """Metrics of ``samples`` (the first ``eval.n_samples`` are used), keys ``<prefix>_...``."""
+        if self.real is None:
+            return {}
+        fake = samples[: self.n].detach().float().cpu()
+        out: dict[str, float] = {}
+        if self.scorer is not None:
+            out[f"{prefix}_fd"] = self.scorer(fake)
+            out["fd_floor"] = self.scorer.floor
+        if self.shapes:
+            stats = factor_statistics(fake, self.real[: self.n])
+            out.update({f"{prefix}_{k}": v for k, v in stats.items()})
+        return out

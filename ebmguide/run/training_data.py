@@ -1,0 +1,145 @@
+"""The training set of a run and its held-out real data, as named by ``cfg.data``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ebmguide.data import InfiniteBatches, dequantize, load_cifar10, make_shapes, toy2d
+from ebmguide.run.config import RunConfig
+from ebmguide.run.config_schema import is_import_path
+from ebmguide.run.imports import import_object
+
+__all__ = ["TrainingData", "load_training_data"]
+
+_EVAL_SEED_OFFSET = 7919  # held-out shapes/toy data use seed + this offset: disjoint from training
+
+
+@dataclass
+class TrainingData:
+    """The training set and how to get held-out real data for evaluation.
+
+    Attributes:
+        train: ``(N, *shape)`` uint8 (8-bit images, dequantized per batch) or float.
+        shape: the shape of one sample.
+        kind: ``"image"`` or ``"vector"``.
+    """
+
+    train: Tensor
+    shape: tuple[int, ...]
+    kind: str
+    cfg: RunConfig
+    _held_out: Tensor | None = None
+    test: Tensor | None = None  # held-out samples given with the data (else by ``cfg.data``)
+
+    @classmethod
+    def from_tensors(cls, train: Tensor, cfg: RunConfig, *,
+                     test: Tensor | None = None) -> TrainingData:
+        """Your own data: ``(N, *shape)`` uint8 images, float images in [0, 1], or vectors.
+
+        Args:
+            train: the training samples; 4-D tensors are images, 2-D ones vectors.
+            cfg: the run's configuration (``eval.n_samples``, ``seed``).
+            test: held-out samples of the same shape for evaluation and the sample grids;
+                without them a fixed random subset of ``train`` stands in (say so when
+                reporting scores).
+
+        Raises:
+            TypeError: ``train`` or ``test`` is not a tensor.
+            ValueError: the shapes do not fit.
+        """
+        for name, x in (("train", train), ("test", test)):
+            if x is not None and not isinstance(x, Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor (N, *shape), got "
+                                f"{type(x).__name__}.")
+        if train.ndim not in (2, 4) or len(train) == 0:
+            raise ValueError(f"train must be (N, C, H, W) images or (N, D) vectors with N >= 1, "
+                             f"got shape {tuple(train.shape)}.")
+        if test is not None and tuple(test.shape[1:]) != tuple(train.shape[1:]):
+            raise ValueError(f"test samples have shape {tuple(test.shape[1:])}, the training "
+                             f"samples {tuple(train.shape[1:])}; give both the same shape.")
+        kind = "image" if train.ndim == 4 else "vector"
+        return cls(train, tuple(train.shape[1:]), kind, cfg, test=test)
+
+    def batches(self, batch_size: int, seed: int, device: torch.device, *, rank: int = 0,
+                world_size: int = 1) -> InfiniteBatches[Tensor]:
+        """The endless, resumable minibatch stream (dequantized when 8-bit).
+
+        Under torchrun, ``rank`` of ``world_size`` gets a disjoint share of every epoch (pass the
+        same ``seed`` on every rank).
+        """
+        data = self.train.to(device)
+        transform = dequantize if data.dtype == torch.uint8 else None
+        return InfiniteBatches(data, batch_size, generator=torch.Generator().manual_seed(seed),
+                               transform=transform, rank=rank, world_size=world_size)
+
+    def held_out(self, n: int, *, at_least: int | None = None) -> Tensor:
+        """``n`` real samples never used for training, as floats (images in [0, 1]).
+
+        Generated (or drawn from the test split) once with a fixed seed, then cached. A finite
+        test split smaller than ``n`` gives all its images when it has ``at_least`` of them
+        (default ``n``) and raises ``ValueError`` otherwise.
+        """
+        need = n if at_least is None else min(n, at_least)
+        if self._held_out is None or len(self._held_out) < n:
+            # Twice eval.n_samples where the data allow it: the real-vs-real floor needs two halves.
+            self._held_out = self._make_held_out(max(n, 2 * self.cfg.eval.n_samples), need=need)
+        if len(self._held_out) < need:
+            raise ValueError(f"the test split has {len(self._held_out)} images, fewer than the "
+                             f"{need} asked for; lower eval.n_samples.")
+        return self._held_out[:n]
+
+    def _make_held_out(self, want: int, *, need: int) -> Tensor:
+        """``want`` held-out samples, or as many as a finite test split has (at least ``need``)."""
+        d = self.cfg.data
+        g = torch.Generator().manual_seed(self.cfg.seed + _EVAL_SEED_OFFSET)
+        if self.test is not None or is_import_path(d.name):
+            return _given_held_out(self.train if self.test is None else self.test, want, need, g)
+        if d.name == "shapes":
+            return make_shapes(want, size=d.size, generator=g).images
+        if d.name == "toy2d":
+            return toy2d(d.toy, want, generator=g)
+        test = load_cifar10(d.path, "test").images
+        if len(test) < need:
+            raise ValueError(f"the test split has {len(test)} images, fewer than the {need} asked "
+                             f"for; lower eval.n_samples.")
+        n = min(want, len(test))
+        return dequantize(test[torch.randperm(len(test), generator=g)[:n]], g)
+
+
+def _given_held_out(pool: Tensor, want: int, need: int, g: torch.Generator) -> Tensor:
+    """A fixed random subset of ``pool`` as floats (8-bit images dequantized)."""
+    if len(pool) < need:
+        raise ValueError(f"the held-out data have {len(pool)} samples, fewer than the {need} "
+                         f"asked for; lower eval.n_samples.")
+    picked = pool[torch.randperm(len(pool), generator=g)[:min(want, len(pool))]]
+    return dequantize(picked, g) if picked.dtype == torch.uint8 else picked.float()
+
+
+def _imported_data(cfg: RunConfig) -> TrainingData:
+    """The data of the function ``data.name`` names, called with ``[data.args]``."""
+    out = import_object(cfg.data.name, key="data.name")(**cfg.data.args)
+    train, test = out if isinstance(out, (tuple, list)) and len(out) == 2 else (out, None)
+    return TrainingData.from_tensors(train, cfg, test=test)
+
+
+def load_training_data(cfg: RunConfig) -> TrainingData:
+    """Generate or load the training set named by ``cfg.data`` (fails at once when absent)."""
+    d = cfg.data
+    if is_import_path(d.name):
+        return _imported_data(cfg)
+    g = torch.Generator().manual_seed(cfg.seed)
+    if d.name == "shapes":
+        images = make_shapes(d.n_train, size=d.size, generator=g).images
+        return TrainingData(images, tuple(images.shape[1:]), "image", cfg)
+    if d.name == "toy2d":
+        points = toy2d(d.toy, d.n_train, generator=g)
+        return TrainingData(points, (2,), "vector", cfg)
+    if not d.path:
+        raise ValueError(f"data.path is required for data.name = {d.name!r}: the folder or "
+                         f".tar.gz holding the images (nothing is downloaded), e.g. "
+                         f"--set data.path=/data/cifar10.")
+    images = load_cifar10(d.path, "train").images
+    return TrainingData(images, tuple(images.shape[1:]), "image", cfg)
