@@ -28,6 +28,7 @@ from ebmguide.protocols import (
 )
 from ebmguide.sampling import (
     LangevinResult,
+    LangevinSettings,
     LangevinStep,
     ReplayBuffer,
     SGLDSampler,
@@ -48,6 +49,7 @@ __all__ = [
     "JointLoss",
     "LangevinResult",
     "LangevinSampler",
+    "LangevinSettings",
     "LangevinStep",
     "LossOutput",
     "Optimizers",

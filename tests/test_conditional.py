@@ -123,8 +123,9 @@ def test_no_parameter_gradients_flow_into_the_latents() -> None:
 
 
 def _run(energy_fn: eg.EnergyFn, x: Tensor) -> Tensor:
-    return eg.langevin_dynamics(energy_fn, x, n_steps=50, step_size=0.05, noise_scale=0.0,
-                                clamp=None).samples
+    return eg.langevin_dynamics(energy_fn, x,
+                                eg.LangevinSettings(n_steps=50, step_size=0.05, noise_scale=0.0,
+                                                    clamp=None)).samples
 
 
 def test_and_pulls_towards_and_not_pushes_away() -> None:

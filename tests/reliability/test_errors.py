@@ -48,7 +48,7 @@ from ebmguide.run_folder import (
 )
 from ebmguide.run_state import check_resume_overrides
 from ebmguide.runner import Trainer, load_state
-from ebmguide.sampling import ReplayBuffer, SGLDSampler, langevin_dynamics
+from ebmguide.sampling import LangevinSettings, ReplayBuffer, SGLDSampler, langevin_dynamics
 from ebmguide.training import check_components, clel_step
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "reliability" / "errors.md"
@@ -72,7 +72,8 @@ def langevin(**kwargs: Any) -> Callable[[], Any]:
     args: dict[str, Any] = {"energy_fn": quadratic, "x": torch.rand(2, 3), "n_steps": 1,
                             "step_size": 0.1, "noise_scale": 0.01}
     args.update(kwargs)
-    return lambda: langevin_dynamics(args.pop("energy_fn"), args.pop("x"), **args)
+    return lambda: langevin_dynamics(args.pop("energy_fn"), args.pop("x"),
+                                     LangevinSettings(**args))
 
 
 def sampler(**kwargs: Any) -> Callable[[], Any]:
