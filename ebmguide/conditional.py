@@ -220,6 +220,10 @@ def sample_energy(
     if (sampler is None) == (settings is None):
         raise ValueError("give exactly one of sampler= (any LangevinSampler) and settings= (a "
                          "LangevinSettings record for chains without a sampler).")
+    if sampler is not None and not isinstance(sampler, LangevinSampler):
+        raise TypeError(f"sampler must satisfy the LangevinSampler protocol (sample, "
+                        f"sample_fresh, sample_from, data_range, chains, state_dict, "
+                        f"load_state_dict); {type(sampler).__name__} does not.")
     starts = _pick_starts(init, n, generator) if init is not None else None
     chunk = n if batch_size is None else batch_size
     if chunk < 1:

@@ -38,8 +38,8 @@ def fresh_chains(energy_fn: EnergyFn, cfg: RunConfig, shape: tuple[int, ...], n:
                  chunk: int = 512, on_chunk: Callable[[int], None] | None = None) -> Tensor:
     """``n`` chains from uniform noise, ``steps`` SGLD steps of the training sampler's settings.
 
-    The same chains as :meth:`~ebmguide.sampling.SGLDSampler.sample_fresh` of the run's sampler
-    (the same uniform start range, the same :class:`~ebmguide.sampling.LangevinSettings`).
+    The same chains as :meth:`~ebmguide.sampling.sampler.SGLDSampler.sample_fresh` of the run's
+    sampler (the same uniform start range, the same :class:`~ebmguide.sampling.LangevinSettings`).
     ``on_chunk`` is called with the number of chains after every chunk (e.g. a progress bar).
     """
     settings, (low, high) = langevin_settings(cfg).with_steps(steps), init_range(cfg)
@@ -62,10 +62,10 @@ def buffer_protocol(energy_fn: EnergyFn, cfg: RunConfig, shape: tuple[int, ...],
     """The paper's sampling protocol: a buffer of ``n`` uniform images, ``rounds`` passes over it.
 
     The run's sampler is built with a buffer of ``n`` slots and each pass is one
-    :meth:`~ebmguide.sampling.SGLDSampler.sweep`: the buffer in chunks of ``chunk`` slots, every
-    chunk through exactly the training sampler (re-initialisation with ``reinit_prob``, the
-    buffer augmentation, ``n_steps`` SGLD steps, ``steps`` overrides; finite chains written
-    back). The paper: n = 50,000, 10 rounds, chunks of 512, with the EMA EBM.
+    :meth:`~ebmguide.sampling.sampler.SGLDSampler.sweep`: the buffer in chunks of ``chunk``
+    slots, every chunk through exactly the training sampler (re-initialisation with
+    ``reinit_prob``, the buffer augmentation, ``n_steps`` SGLD steps, ``steps`` overrides; finite
+    chains written back). The paper: n = 50,000, 10 rounds, chunks of 512, with the EMA EBM.
 
     A sweep can be resumed: ``on_round`` receives a :class:`SweepState` after every finished
     round (save it), and ``resume`` continues from one; on the CPU the result is bit-identical

@@ -1,9 +1,9 @@
 """Tutorial: write a new sampler, MALA (Langevin with a Metropolis correction), for CLEL.
 
-A sampler is anything with the methods of the ``eg.LangevinSampler`` protocol: ``sample`` (training),
-``sample_fresh`` and ``sample_from`` (evaluation, conditional sampling), ``data_range`` and
-``chains`` (the data-range check, sample grids) and ``state_dict``/``load_state_dict``; no library
-class is subclassed. This one:
+A sampler is anything with the methods of the ``eg.LangevinSampler`` protocol: ``sample``
+(training), ``sample_fresh`` and ``sample_from`` (evaluation, conditional sampling),
+``data_range`` and ``chains`` (the data-range check, sample grids) and
+``state_dict``/``load_state_dict``; no library class is subclassed. This one:
 
 1. proposes x* = x − η∇E(x) + √(2η)·ε (the exact discretized Langevin step, σ = √(2η));
 2. accepts x* with probability min(1, exp(−E(x*) + E(x)) · q(x | x*) / q(x* | x)), where q is the

@@ -72,8 +72,9 @@ def langevin(**kwargs: Any) -> Callable[[], Any]:
     args: dict[str, Any] = {"energy_fn": quadratic, "x": torch.rand(2, 3), "n_steps": 1,
                             "step_size": 0.1, "noise_scale": 0.01}
     args.update(kwargs)
+    generator = args.pop("generator", None)
     return lambda: langevin_dynamics(args.pop("energy_fn"), args.pop("x"),
-                                     LangevinSettings(**args))
+                                     LangevinSettings(**args), generator=generator)
 
 
 def sampler(**kwargs: Any) -> Callable[[], Any]:
@@ -295,7 +296,7 @@ CATALOG: list[Row] = [
     Row("conditional_energy", "latents not matching the projection size", ValueError,
         "latents have size 5 but the model's directions have size 4",
         "latents from the guide that trained the model",
-        lambda: eg.conditional_energy(ebm(), torch.ones(5), beta=1.0)),
+        lambda: eg.conditional_energy(ebm(), torch.ones(5), beta=1.0)(torch.rand(2, 3, 2, 2))),
     Row("conditional_energy", "weights of another length", ValueError,
         "weights must have one entry per latent", "one weight per latent",
         lambda: eg.conditional_energy(ebm(), torch.ones(2, 4), beta=1.0, weights=[1.0])),
