@@ -57,9 +57,13 @@ def check_components(
     for name, obj, proto in (("ebm", ebm, EnergyModel), ("guide", guide, ContrastiveGuide),
                              ("sampler", sampler, LangevinSampler)):
         if not isinstance(obj, proto):
+            missing = [m for m in sorted(getattr(proto, "__protocol_attrs__", ()))
+                       if not callable(getattr(obj, m, None))]
+            lacks = f" (it lacks {', '.join(missing)})" if missing else ""
             raise TypeError(
-                f"{name} ({type(obj).__name__}) does not satisfy the {proto.__name__} protocol; "
-                f"see ebmguide.protocols.{proto.__name__} for the methods it needs."
+                f"{name} ({type(obj).__name__}) does not satisfy the {proto.__name__} "
+                f"protocol{lacks}; see ebmguide.protocols.{proto.__name__} for the methods it "
+                f"needs."
             )
     if loss_fn is not None and not isinstance(loss_fn, JointLoss):
         raise TypeError(f"loss_fn ({type(loss_fn).__name__}) does not satisfy JointLoss.")
