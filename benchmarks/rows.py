@@ -22,10 +22,11 @@ SEED = 7
 
 def _ours(model: nn.Module, case: SamplerCase, **options: Any) -> Callable[[Tensor, int], Tensor]:
     def run(x0: Tensor, seed: int) -> Tensor:
+        settings = eg.LangevinSettings(n_steps=case.steps, step_size=case.step_size,
+                                       noise_scale=case.noise_scale, clamp=case.clamp, **options)
         return eg.langevin_dynamics(
-            model.energy, x0, n_steps=case.steps, step_size=case.step_size,  # type: ignore[operator]
-            noise_scale=case.noise_scale, clamp=case.clamp,
-            generator=torch.Generator().manual_seed(seed), **options).samples
+            model.energy, x0, settings,  # type: ignore[arg-type]
+            generator=torch.Generator().manual_seed(seed)).samples
     return run
 
 
@@ -109,10 +110,12 @@ def _unfrozen(model: nn.Module, case: SamplerCase) -> Callable[[Tensor, int], Te
         return out
 
     def run(x0: Tensor, seed: int) -> Tensor:
-        return eg.langevin_dynamics(
-            energy, x0, n_steps=case.steps, step_size=case.step_size,
-            noise_scale=case.noise_scale, clamp=case.clamp,
-            generator=torch.Generator().manual_seed(seed)).samples
+        return eg.langevin_dynamics(energy, x0,
+                                    eg.LangevinSettings(n_steps=case.steps,
+                                                        step_size=case.step_size,
+                                                        noise_scale=case.noise_scale,
+                                                        clamp=case.clamp),
+                                    generator=torch.Generator().manual_seed(seed)).samples
     return run
 
 

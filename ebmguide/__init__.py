@@ -38,6 +38,7 @@ from ebmguide.protocols import (
 )
 from ebmguide.sampling import (
     LangevinResult,
+    LangevinSettings,
     LangevinStep,
     ReplayBuffer,
     SGLDSampler,
@@ -58,6 +59,7 @@ __all__ = [
     "JointLoss",
     "LangevinResult",
     "LangevinSampler",
+    "LangevinSettings",
     "LangevinStep",
     "LossOutput",
     "Optimizers",

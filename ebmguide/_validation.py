@@ -127,14 +127,14 @@ def check_shape(name: str, shape: Any) -> tuple[int, ...]:
     return tuple(int(s) for s in shape)
 
 
-def check_batch_fits(x: Tensor, sampler: object, ebm: object) -> None:
-    """Refuse real data that do not match the sampler's shape or the EBM's dtype.
+def check_batch_fits(x: Tensor, chains: Tensor | None, ebm: object) -> None:
+    """Refuse real data that do not match the sampler's chains ``(N, *shape)`` or the EBM's dtype.
 
     Raises ``ValueError`` (shape) or ``TypeError`` (dtype): torch would fail deep inside a layer
     with "Sizes of tensors must match" or a dtype mismatch.
     """
-    shape = getattr(sampler, "shape", None)
-    if isinstance(shape, tuple) and tuple(x.shape[1:]) != shape:
+    shape = None if chains is None else tuple(chains.shape[1:])
+    if shape is not None and tuple(x.shape[1:]) != shape:
         raise ValueError(f"x holds samples of shape {tuple(x.shape[1:])} but the sampler draws "
                          f"{shape}; resize the data or build the sampler with shape="
                          f"{tuple(x.shape[1:])} (config: data.size).")

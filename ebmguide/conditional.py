@@ -38,8 +38,9 @@ from torch import Tensor
 
 from ebmguide.composition import and_energy, composed_energy, or_energy
 from ebmguide.energy import conditional_energy
-from ebmguide.protocols import ContrastiveGuide, EnergyFn, EnergyModel
-from ebmguide.sampling.langevin import langevin_dynamics
+from ebmguide.protocols import ContrastiveGuide, EnergyFn, EnergyModel, LangevinSampler
+from ebmguide.sampling.buffer import uniform_states
+from ebmguide.sampling.langevin import LangevinSettings, langevin_dynamics
 from ebmguide.torch_utils import chunks, eval_mode
 
 __all__ = [
@@ -122,23 +123,6 @@ def latents_by_label(
     return out
 
 
-_SGLD_SETTINGS = ("n_steps", "step_size", "noise_scale", "grad_clip", "clamp", "autocast_dtype")
-
-
-def _langevin_settings(sampler: Any, overrides: dict[str, Any]) -> dict[str, Any]:
-    """The Langevin settings of an SGLDSampler-like object, with ``overrides`` on top."""
-    if sampler is None:
-        return overrides
-    missing = [k for k in _SGLD_SETTINGS if not hasattr(sampler, k)]
-    if missing:
-        raise TypeError(
-            f"start states (init) need a sampler with the attributes {_SGLD_SETTINGS} (e.g. "
-            f"SGLDSampler); {type(sampler).__name__} lacks {missing}. Pass sampler=None and the "
-            "Langevin settings instead."
-        )
-    return {**{k: getattr(sampler, k) for k in _SGLD_SETTINGS}, **overrides}
-
-
 def _pick_starts(init: Tensor, n: int, generator: torch.Generator | None) -> Tensor:
     """``n`` of the start states ``init`` ``(M, *shape)``, M >= n, drawn without replacement."""
     if init.dim() < 2 or init.shape[0] < n:
@@ -148,88 +132,86 @@ def _pick_starts(init: Tensor, n: int, generator: torch.Generator | None) -> Ten
     return init[pick.to(init.device)]
 
 
-def _fresh_chunk(energy_fn: EnergyFn, b: int, *, sampler: Any, shape: Sequence[int] | None,
-                 generator: torch.Generator | None, device: torch.device | str,
-                 langevin_kwargs: dict[str, Any]) -> Tensor:
-    """``(b, *shape)`` samples of fresh chains, run as :func:`sample_energy` describes.
-
-    With a sampler that has ``sample_fresh``, its settings (``n_steps`` may be overridden); with any
-    other sampler, its ``sample``; without one, U[0, 1] noise of ``shape`` on ``device`` and
-    :func:`~ebmguide.sampling.langevin_dynamics` with ``langevin_kwargs``.
-    """
-    if sampler is not None and hasattr(sampler, "sample_fresh"):
-        fresh: Tensor = sampler.sample_fresh(energy_fn, b, generator=generator,
-                                             n_steps=langevin_kwargs.get("n_steps")).samples
-        return fresh
+def _chunk_of(energy_fn: EnergyFn, b: int, starts: Tensor | None, *,
+              sampler: LangevinSampler | None, settings: LangevinSettings | None,
+              n_steps: int | None, shape: Sequence[int] | None, init_range: tuple[float, float],
+              generator: torch.Generator | None, device: torch.device | str) -> Tensor:
+    """``(b, *shape)`` samples of one chunk, run as :func:`sample_energy` describes."""
     if sampler is not None:
-        drawn: Tensor = sampler.sample(energy_fn, b, generator=generator).samples
-        return drawn
-    if shape is None:
-        raise ValueError("give a sampler or the sample shape (shape=(C, H, W)).")
-    x = torch.rand((b, *shape), generator=generator, device=device)
-    return langevin_dynamics(energy_fn, x, generator=generator, **langevin_kwargs).samples
+        if starts is not None:
+            return sampler.sample_from(energy_fn, starts, n_steps=n_steps,
+                                       generator=generator).samples
+        return sampler.sample_fresh(energy_fn, b, n_steps=n_steps, generator=generator).samples
+    assert settings is not None  # sample_energy checked that one of the two is given
+    if starts is None:
+        if shape is None:
+            raise ValueError("give the sample shape (shape=(C, H, W)) for fresh chains without "
+                             "a sampler.")
+        starts = uniform_states((b, *shape), *init_range, generator=generator, device=device)
+    return langevin_dynamics(energy_fn, starts, settings.with_steps(n_steps),
+                             generator=generator).samples
 
 
 def sample_energy(
     energy_fn: EnergyFn,
     n: int,
     *,
+    sampler: LangevinSampler | None = None,
+    settings: LangevinSettings | None = None,
+    n_steps: int | None = None,
     shape: Sequence[int] | None = None,
-    sampler: Any = None,
     init: Tensor | None = None,
+    init_range: tuple[float, float] = (0.0, 1.0),
     batch_size: int | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
-    **langevin_kwargs: Any,
 ) -> Tensor:
     """Draw ``n`` samples of any energy, in chunks of ``batch_size`` chains.
 
-    Chains start from fresh U[0, 1] noise, or from ``init``. With a ``sampler`` that has
-    ``sample_fresh`` (e.g. :class:`~ebmguide.sampling.SGLDSampler`), its step settings are used
-    and its buffer is neither read nor written (``n_steps`` may be overridden in
-    ``langevin_kwargs``). With any other :class:`~ebmguide.protocols.LangevinSampler`, its
-    ``sample`` is called (which may update its state). Without a sampler, chains of ``shape`` run
-    :func:`~ebmguide.sampling.langevin_dynamics` with ``langevin_kwargs`` (``n_steps``,
-    ``step_size``, ``noise_scale``, ``grad_clip``, ``clamp``, ...).
+    The chains run either through a ``sampler`` (any :class:`~ebmguide.protocols.LangevinSampler`:
+    its :meth:`~ebmguide.protocols.LangevinSampler.sample_fresh` from its own initial
+    distribution, or its :meth:`~ebmguide.protocols.LangevinSampler.sample_from` from ``init``;
+    its state is left alone) or, without one, through
+    :func:`~ebmguide.sampling.langevin_dynamics` with ``settings``, from uniform noise on
+    ``init_range`` of ``shape`` or from ``init``. Give exactly one of ``sampler`` and
+    ``settings``.
 
     Args:
         energy_fn: ``(B, *shape) -> (B,)``, e.g. from :func:`composed_energy`.
         n: number of samples.
-        shape: shape of one sample; needed without a sampler and without ``init``.
-        sampler: a sampler whose settings to use, or ``None``.
+        sampler: the sampler to run the chains, or ``None``.
+        settings: the Langevin settings without a sampler.
+        n_steps: steps per chain (``None``: the sampler's or the settings' own).
+        shape: shape of one sample; needed for fresh chains without a sampler.
         init: optional ``(M, *shape)`` start states, M ≥ n, e.g. a trained model's replay buffer
-            (its unconditional samples); ``n`` of them are drawn without replacement. Needs an
-            SGLDSampler-like sampler or ``sampler=None``.
+            (its unconditional samples); ``n`` of them are drawn without replacement.
+        init_range: ``(low, high)`` of the uniform starts without a sampler.
         batch_size: chains per chunk (default: all at once).
         generator: source of the start states and the noise.
         device: where fresh chains start without a sampler.
-        **langevin_kwargs: ``n_steps`` with a sampler; all Langevin settings without one.
 
     Returns:
         ``(n, *shape)`` detached samples.
     """
     if n < 1:
         raise ValueError(f"n must be a positive number of samples, got {n}.")
-    if sampler is not None and set(langevin_kwargs) - {"n_steps"}:
-        raise ValueError(
-            f"with a sampler its own settings are used; only n_steps may be given, got "
-            f"{sorted(langevin_kwargs)}. Pass sampler=None to set the Langevin settings here."
-        )
-    if init is not None:
-        init = _pick_starts(init, n, generator)
-        settings = _langevin_settings(sampler, {k: v for k, v in langevin_kwargs.items()
-                                                if v is not None})
+    if (sampler is None) == (settings is None):
+        raise ValueError("give exactly one of sampler= (any LangevinSampler) and settings= (a "
+                         "LangevinSettings record for chains without a sampler).")
+    if sampler is not None and not isinstance(sampler, LangevinSampler):
+        raise TypeError(f"sampler must satisfy the LangevinSampler protocol (sample, "
+                        f"sample_fresh, sample_from, data_range, chains, state_dict, "
+                        f"load_state_dict); {type(sampler).__name__} does not.")
+    starts = _pick_starts(init, n, generator) if init is not None else None
     chunk = n if batch_size is None else batch_size
+    if chunk < 1:
+        raise ValueError(f"batch_size must be positive, got {chunk}.")
     parts = []
     for start in range(0, n, chunk):
         b = min(chunk, n - start)
-        if init is not None:
-            parts.append(langevin_dynamics(energy_fn, init[start:start + b], generator=generator,
-                                           **settings).samples)
-        else:
-            parts.append(_fresh_chunk(energy_fn, b, sampler=sampler, shape=shape,
-                                      generator=generator, device=device,
-                                      langevin_kwargs=langevin_kwargs))
+        parts.append(_chunk_of(energy_fn, b, None if starts is None else starts[start:start + b],
+                               sampler=sampler, settings=settings, n_steps=n_steps, shape=shape,
+                               init_range=init_range, generator=generator, device=device))
     return torch.cat(parts)
 
 
@@ -241,7 +223,7 @@ def sample_conditional(
     weights: Sequence[float] | Tensor | None = None,
     combine: Literal["and", "or"] = "and",
     n: int = 64,
-    sampler: Any = None,
+    sampler: LangevinSampler | None = None,
     generator: torch.Generator | None = None,
     **sample_kwargs: Any,
 ) -> Tensor:
@@ -256,11 +238,11 @@ def sample_conditional(
             positive mixture proportions.
         combine: ``"and"`` (product of experts) or ``"or"`` (log-sum-exp mixture).
         n: number of samples.
-        sampler: a sampler (see :func:`sample_energy`), or ``None`` to pass ``shape`` and the
-            Langevin settings in ``sample_kwargs``.
+        sampler: a sampler (see :func:`sample_energy`), or ``None`` to pass ``settings`` (a
+            :class:`~ebmguide.sampling.LangevinSettings`) and ``shape`` in ``sample_kwargs``.
         generator: source of the start states and noise.
-        **sample_kwargs: passed to :func:`sample_energy` (``shape``, ``batch_size``, ``device``,
-            ``n_steps``, ``step_size``, ``noise_scale``, ``grad_clip``, ``clamp``, ...).
+        **sample_kwargs: passed to :func:`sample_energy` (``settings``, ``n_steps``, ``shape``,
+            ``init``, ``init_range``, ``batch_size``, ``device``).
 
     Returns:
         ``(n, *shape)`` detached samples.

@@ -165,7 +165,8 @@ def conditional_energy(
         weights: ``(K,)`` per-latent weights, default all ones.
 
     Returns:
-        A callable ``(B, *shape) -> (B,)`` usable with any sampler.
+        A callable ``(B, *shape) -> (B,)`` usable with any sampler; latents of a size other
+        than the model's directions raise ``ValueError`` on its first call.
 
     Example:
         >>> from torch import nn
@@ -184,12 +185,6 @@ def conditional_energy(
         )
     if beta < 0:
         raise ValueError(f"beta must be non-negative, got {beta}; use a negative weight to negate.")
-    size = getattr(model, "latent_dim", None)
-    if isinstance(size, int) and latents.shape[1] != size:
-        raise ValueError(
-            f"latents have size {latents.shape[1]} but the model's directions have size {size}; "
-            f"take latents from the guide that trained this model."
-        )
     z = latents.detach()  # a floating dtype is kept: float64 latents stay float64
     z = F.normalize(z if z.is_floating_point() else z.float(), dim=1)
     if weights is None:

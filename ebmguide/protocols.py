@@ -187,13 +187,15 @@ class LangevinSampler(Protocol):
     """Draws negatives x′ for contrastive divergence from an energy function.
 
     A sampler may keep state (a replay buffer); it must never leave gradients on the energy's
-    parameters and must return detached samples.
+    parameters and must return detached samples. These methods are everything the library asks
+    of a sampler: training, evaluation, sample grids, conditional and compositional sampling
+    and the checkpoints all go through them, so a user's sampler gets every feature.
     """
 
     def sample(
         self, energy_fn: EnergyFn, batch_size: int, *, generator: torch.Generator | None = None
     ) -> LangevinResult:
-        """Run the chains and return samples with their finiteness flags and diagnostics.
+        """Run the chains of one training iteration and return samples with their diagnostics.
 
         Args:
             energy_fn: ``(B, *shape) -> (B,)`` energy callable.
@@ -204,6 +206,57 @@ class LangevinSampler(Protocol):
             :class:`LangevinResult`: ``(B, *shape)`` detached samples, ``(B,)`` finite flags and
             the ``(B,)`` movement diagnostics. May update the sampler's state (its buffer); a
             non-finite chain must not be stored.
+        """
+        ...
+
+    def sample_fresh(
+        self, energy_fn: EnergyFn, batch_size: int, *, n_steps: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> LangevinResult:
+        """Run chains from the sampler's initial distribution (e.g. uniform noise).
+
+        The sampler's state is neither read nor written (evaluation and conditional sampling).
+
+        Args:
+            energy_fn: ``(B, *shape) -> (B,)`` energy callable.
+            batch_size: number of chains B.
+            n_steps: steps to run (``None``: the sampler's own number).
+            generator: source of the start states and of the chains' randomness.
+
+        Returns:
+            :class:`LangevinResult` of ``B`` chains.
+        """
+        ...
+
+    def sample_from(
+        self, energy_fn: EnergyFn, x: Tensor, *, n_steps: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> LangevinResult:
+        """Run chains from the given start states; the sampler's state is left alone.
+
+        Args:
+            energy_fn: ``(B, *shape) -> (B,)`` energy callable.
+            x: ``(B, *shape)`` start states (e.g. replay-buffer states for conditional chains).
+            n_steps: steps to run (``None``: the sampler's own number).
+            generator: source of the chains' randomness.
+
+        Returns:
+            :class:`LangevinResult` of ``B`` chains.
+        """
+        ...
+
+    def data_range(self) -> tuple[float, float] | None:
+        """``(low, high)``, the range the samples live in, or ``None`` for unbounded samples.
+
+        Real data must lie in this range (the library checks it before every training step:
+        negatives and data in different ranges make training diverge).
+        """
+        ...
+
+    def chains(self) -> Tensor | None:
+        """The persistent chains ``(N, *shape)`` (the replay buffer), or ``None`` without any.
+
+        Read only: the library scores, plots and checks them for NaN/inf, never writes them.
         """
         ...
 

@@ -56,9 +56,13 @@ def check_components(
     for name, obj, proto in (("ebm", ebm, EnergyModel), ("guide", guide, ContrastiveGuide),
                              ("sampler", sampler, LangevinSampler)):
         if not isinstance(obj, proto):
+            missing = [m for m in sorted(getattr(proto, "__protocol_attrs__", ()))
+                       if not callable(getattr(obj, m, None))]
+            lacks = f" (it lacks {', '.join(missing)})" if missing else ""
             raise TypeError(
-                f"{name} ({type(obj).__name__}) does not satisfy the {proto.__name__} protocol; "
-                f"see ebmguide.protocols.{proto.__name__} for the methods it needs."
+                f"{name} ({type(obj).__name__}) does not satisfy the {proto.__name__} "
+                f"protocol{lacks}; see ebmguide.protocols.{proto.__name__} for the methods it "
+                f"needs."
             )
     if loss_fn is not None and not isinstance(loss_fn, JointLoss):
         raise TypeError(f"loss_fn ({type(loss_fn).__name__}) does not satisfy JointLoss.")
@@ -76,13 +80,13 @@ def _ebm_forward(ebm: EnergyModel, x: Tensor, samples: Tensor,
     return ebm.energy_and_direction(x), ebm.energy_and_direction(samples)
 
 
-def _check_devices(ebm: object, guide: object, sampler: object, x: Tensor,
+def _check_devices(ebm: object, guide: object, sampler: LangevinSampler, x: Tensor,
                    generator: torch.Generator | None) -> None:
     """ValueError when x, the networks, the buffer or the generator are on different devices.
 
     Torch would fail later with a less helpful message, or deep inside the sampler.
     """
-    buffer = getattr(getattr(sampler, "buffer", None), "states", None)
+    buffer = sampler.chains()
     places = [("the ebm (its parameters)", module_device(ebm)),
               ("the guide (its parameters)", module_device(guide)),
               ("the sampler's buffer", buffer.device if isinstance(buffer, Tensor) else None),
@@ -98,7 +102,7 @@ def _check_devices(ebm: object, guide: object, sampler: object, x: Tensor,
                              f"(torch.Generator(device=...)) on one device.")
 
 
-def _check_data_range(x: Tensor, clamp: object) -> None:
+def _check_data_range(x: Tensor, clamp: tuple[float, float] | None) -> None:
     """ValueError when real data is not finite or lies outside the sampler's clamp range.
 
     Negatives live in the clamp range; real data outside it (e.g. images in [0, 255] or
@@ -108,7 +112,7 @@ def _check_data_range(x: Tensor, clamp: object) -> None:
     low, high = torch.stack([x.detach().amin(), x.detach().amax()]).tolist()
     if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError("x holds non-finite values (NaN/inf); check the data pipeline.")
-    if isinstance(clamp, tuple) and len(clamp) == 2:
+    if clamp is not None:
         lo, hi = float(clamp[0]), float(clamp[1])
         tol = 1e-5 * (hi - lo)  # rounding of a normalization, not a different data range
         if low < lo - tol or high > hi + tol:
@@ -167,9 +171,9 @@ def clel_step(
     if x.dim() < 2 or x.shape[0] < 2:
         raise ValueError(f"x must be a batch (B, *shape) with B >= 2, got {tuple(x.shape)}.")
     check_generator("generator", generator)
-    check_batch_fits(x, sampler, ebm)
+    check_batch_fits(x, sampler.chains(), ebm)
     _check_devices(ebm, guide, sampler, x, generator)
-    _check_data_range(x, getattr(sampler, "clamp", None))
+    _check_data_range(x, sampler.data_range())
     loss_fn = CLELLoss() if loss_fn is None else loss_fn
     with eval_mode(ebm, enabled=sample_in_eval_mode):
         sampling = sampler.sample(ebm.energy, x.shape[0], generator=generator)

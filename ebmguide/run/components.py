@@ -24,11 +24,11 @@ from ebmguide.protocols import ContrastiveGuide, EnergyModel, LangevinSampler
 from ebmguide.run.config import RunConfig
 from ebmguide.run.config_schema import GuideConfig, ModelConfig, is_import_path
 from ebmguide.run.imports import import_object
-from ebmguide.sampling import SGLDSampler
+from ebmguide.sampling import LangevinSettings, SGLDSampler
 
 __all__ = [
-    "Components", "build_components", "build_ebm", "build_guide", "build_sampler",
-    "networks_from_checkpoint", "sample_shape",
+    "Components", "build_components", "build_ebm", "build_guide", "build_sampler", "init_range",
+    "langevin_settings", "networks_from_checkpoint", "sample_shape",
 ]
 
 def _in_size(shape: tuple[int, ...]) -> int:
@@ -82,17 +82,31 @@ def build_guide(cfg: RunConfig, shape: tuple[int, ...]) -> SimCLRGuide:
                        augment=augment, temperature=gc.temperature)
 
 
+def langevin_settings(cfg: RunConfig) -> LangevinSettings:
+    """The Langevin settings of ``cfg.sampler`` (what every chain of the run uses)."""
+    s = cfg.sampler
+    return LangevinSettings(n_steps=s.n_steps, step_size=s.step_size, noise_scale=s.noise_scale,
+                            grad_clip=s.grad_clip, clamp=s.clamp,
+                            autocast_dtype=torch.bfloat16 if s.autocast == "bf16" else None)
+
+
+def init_range(cfg: RunConfig) -> tuple[float, float]:
+    """``(low, high)`` of the uniform chain starts: the clamp range, else ``sampler.init_range``."""
+    s = cfg.sampler
+    low, high = s.clamp if s.clamp is not None else s.init_range
+    return float(low), float(high)
+
+
 def build_sampler(cfg: RunConfig, shape: tuple[int, ...], device: torch.device,
                   generator: torch.Generator, *, buffer_size: int | None = None) -> SGLDSampler:
     """The SGLD sampler of ``cfg.sampler``; its buffer is initialised from ``generator``."""
     s = cfg.sampler
     augment = None if s.augment == "none" or len(shape) != 3 else s.augment
-    return SGLDSampler(
-        shape, buffer_size=s.buffer_size if buffer_size is None else buffer_size,
-        n_steps=s.n_steps, step_size=s.step_size, noise_scale=s.noise_scale,
-        grad_clip=s.grad_clip, clamp=s.clamp, init_range=s.init_range, reinit_prob=s.reinit_prob,
-        augment=augment, autocast_dtype=torch.bfloat16 if s.autocast == "bf16" else None,
-        device=device, generator=generator,
+    return SGLDSampler.from_settings(
+        shape, langevin_settings(cfg),
+        buffer_size=s.buffer_size if buffer_size is None else buffer_size,
+        init_range=s.init_range, reinit_prob=s.reinit_prob, augment=augment, device=device,
+        generator=generator,
     )
 
 

@@ -23,7 +23,12 @@ from ebmguide.energy import SphericalEBM
 from ebmguide.grid import image_grid
 from ebmguide.guide import SimCLRGuide
 from ebmguide.run.checkpoints import find_checkpoint, load_run
-from ebmguide.run.components import build_sampler, networks_from_checkpoint, sample_shape
+from ebmguide.run.components import (
+    init_range,
+    langevin_settings,
+    networks_from_checkpoint,
+    sample_shape,
+)
 from ebmguide.run.config import RunConfig
 from ebmguide.torch_utils import resolve_device
 
@@ -144,12 +149,12 @@ def sample_rows(ctx: ConditionContext, rows: Sequence[tuple[str, dict[str, Any]]
     if init == "buffer" and (ctx.buffer is None or len(ctx.buffer) < n):
         raise ValueError(f"the checkpoint's replay buffer holds fewer than --n {n} states; "
                          "ask for fewer samples or use --init fresh.")
-    out = []
+    out, settings, starts = [], langevin_settings(ctx.cfg), init_range(ctx.cfg)
     for index, (label, terms) in enumerate(rows):
         g = torch.Generator(ctx.device).manual_seed(seed + (0 if init == "buffer" else index))
-        sampler = build_sampler(ctx.cfg, ctx.shape, ctx.device, g, buffer_size=1)
         energy = composed_energy(ctx.ebm, beta=beta, **terms) if terms else ctx.ebm.energy
-        x = sample_energy(energy, n, sampler=sampler, generator=g, n_steps=k, batch_size=256,
+        x = sample_energy(energy, n, settings=settings, n_steps=k, shape=ctx.shape,
+                          init_range=starts, generator=g, device=ctx.device, batch_size=256,
                           init=ctx.buffer if init == "buffer" else None)
         out.append((label, x.cpu()))
     return out

@@ -110,7 +110,7 @@ def state_flags(parts: Components) -> dict[str, Tensor]:
     opts = _tensors([parts.optimizers.ebm.state_dict()["state"],
                      parts.optimizers.guide.state_dict()["state"]])
     return {"parameters": _flag(nets), "ema": _flag(emas), "optimizer": _flag(opts),
-            "buffer": _flag([parts.sampler.buffer.states])}
+            "buffer": _flag([c for c in [parts.sampler.chains()] if c is not None])}
 
 
 def nonfinite_entries(state: Mapping[str, object], prefix: str = "") -> list[str]:

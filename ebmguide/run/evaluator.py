@@ -9,15 +9,14 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from ebmguide.augment import apply_augment
 from ebmguide.feature_nets import factor_statistics, shapes_feature_net
 from ebmguide.metrics import FrechetScorer
 from ebmguide.protocols import EnergyFn, EnergyModel
-from ebmguide.run.components import build_sampler
+from ebmguide.run.components import build_sampler, init_range, langevin_settings
 from ebmguide.run.config import RunConfig
 from ebmguide.run.real_sets import RealSets, real_sets
 from ebmguide.run.training_data import TrainingData
-from ebmguide.sampling import langevin_dynamics
+from ebmguide.sampling import langevin_dynamics, uniform_states
 from ebmguide.torch_utils import eval_mode
 
 __all__ = ["Evaluator", "SweepState", "buffer_protocol", "ema_fresh_chains", "fresh_chains"]
@@ -42,13 +41,16 @@ def fresh_chains(energy_fn: EnergyFn, cfg: RunConfig, shape: tuple[int, ...], n:
                  chunk: int = 512, on_chunk: Callable[[int], None] | None = None) -> Tensor:
     """``n`` chains from uniform noise, ``steps`` SGLD steps of the training sampler's settings.
 
+    The same chains as :meth:`~ebmguide.sampling.sampler.SGLDSampler.sample_fresh` of the run's
+    sampler (the same uniform start range, the same :class:`~ebmguide.sampling.LangevinSettings`).
     ``on_chunk`` is called with the number of chains after every chunk (e.g. a progress bar).
     """
-    sampler = build_sampler(cfg, shape, device, generator, buffer_size=1)
+    settings, (low, high) = langevin_settings(cfg).with_steps(steps), init_range(cfg)
     parts = []
     for i in range(0, n, chunk):
-        parts.append(sampler.sample_fresh(energy_fn, min(chunk, n - i), n_steps=steps,
-                                          generator=generator).samples.cpu())
+        x = uniform_states((min(chunk, n - i), *shape), low, high, generator=generator,
+                           device=device)
+        parts.append(langevin_dynamics(energy_fn, x, settings, generator=generator).samples.cpu())
         if on_chunk is not None:
             on_chunk(len(parts[-1]))
     return torch.cat(parts)
@@ -86,10 +88,11 @@ def buffer_protocol(energy_fn: EnergyFn, cfg: RunConfig, shape: tuple[int, ...],
                     on_round: Callable[[SweepState], None] | None = None) -> Tensor:
     """The paper's sampling protocol: a buffer of ``n`` uniform images, ``rounds`` passes over it.
 
-    Each pass walks the buffer in chunks of ``chunk`` slots; every chunk goes through exactly the
-    training sampler: re-initialisation with probability ``reinit_prob``, the buffer augmentation,
-    ``n_steps`` SGLD steps (``steps`` overrides), and the finite chains are written back.
-    The paper: n = 50,000, 10 rounds, chunks of 512, with the EMA EBM.
+    The run's sampler is built with a buffer of ``n`` slots and each pass is one
+    :meth:`~ebmguide.sampling.sampler.SGLDSampler.sweep`: the buffer in chunks of ``chunk``
+    slots, every chunk through exactly the training sampler (re-initialisation with
+    ``reinit_prob``, the buffer augmentation, ``n_steps`` SGLD steps, ``steps`` overrides; finite
+    chains written back). The paper: n = 50,000, 10 rounds, chunks of 512, with the EMA EBM.
 
     A sweep can be resumed: ``on_round`` receives a :class:`SweepState` after every finished
     round (save it), and ``resume`` continues from one; on the CPU the result is bit-identical
@@ -113,35 +116,20 @@ def buffer_protocol(energy_fn: EnergyFn, cfg: RunConfig, shape: tuple[int, ...],
         The final buffer ``(n, *shape)`` on the CPU.
     """
     sampler = build_sampler(cfg, shape, device, generator, buffer_size=n)
-    buffer, k = sampler.buffer, sampler.n_steps if steps is None else steps
-    first = 0
+    states, first = sampler.buffer.states, 0
     if resume is not None:
-        if tuple(resume.states.shape) != tuple(buffer.states.shape):
+        if tuple(resume.states.shape) != tuple(states.shape):
             raise ValueError(f"the saved sweep holds {tuple(resume.states.shape)} chains, not "
-                             f"{tuple(buffer.states.shape)}; start a new sweep.")
-        buffer.states.copy_(resume.states)
+                             f"{tuple(states.shape)}; start a new sweep.")
+        states.copy_(resume.states)
         generator.set_state(resume.generator)
         first = resume.rounds_done
     for done in range(first, rounds):
-        for start in range(0, n, chunk):
-            index = torch.arange(start, min(start + chunk, n), device=buffer.states.device)
-            x = buffer.states[index]
-            fresh = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            fresh = fresh * (buffer.high - buffer.low) + buffer.low
-            reinit = torch.rand(len(index), generator=generator, device=x.device)
-            x = torch.where((reinit < sampler.reinit_prob).view(-1, *[1] * len(shape)), fresh, x)
-            if sampler.augment is not None:
-                x = apply_augment(sampler.augment, x, generator)
-            result = langevin_dynamics(
-                energy_fn, x, n_steps=k, step_size=sampler.step_size,
-                noise_scale=sampler.noise_scale, grad_clip=sampler.grad_clip,
-                clamp=sampler.clamp, generator=generator, autocast_dtype=sampler.autocast_dtype)
-            buffer.write(index, result.samples, keep=result.finite)
-            if on_chunk is not None:
-                on_chunk(len(index))
+        sampler.sweep(energy_fn, chunk=chunk, n_steps=steps, generator=generator,
+                      on_chunk=on_chunk)
         if on_round is not None:
-            on_round(SweepState(done + 1, buffer.states, generator.get_state()))
-    return buffer.states.cpu()
+            on_round(SweepState(done + 1, sampler.buffer.states, generator.get_state()))
+    return sampler.buffer.states.cpu()
 
 
 def _floor_arg(sets: RealSets) -> Tensor | tuple[Tensor, Tensor]:

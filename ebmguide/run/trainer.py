@@ -382,8 +382,8 @@ class Trainer:
             return {}
         if not self.evaluator.active:
             return {}
-        n = self.cfg.eval.n_samples
-        values = self.evaluator(self.parts.sampler.buffer.states[:n], "buffer")
+        n, chains = self.cfg.eval.n_samples, self.parts.sampler.chains()
+        values = self.evaluator(chains[:n], "buffer") if chains is not None else {}
         if fresh:
             values.update(self.evaluator(self._fresh(n), "fresh"))
         self.logger.log("eval", self.iteration, values)
@@ -394,7 +394,9 @@ class Trainer:
         k = self.cfg.eval.grid_size
         fresh = 512 if self.data.kind == "vector" else k
         data = self.data.held_out(fresh)
-        panels = [("data", data), ("replay buffer", self.parts.sampler.buffer.states[:fresh]),
+        chains = self.parts.sampler.chains()
+        panels = [("data", data),
+                  *([("replay buffer", chains[:fresh])] if chains is not None else []),
                   ("fresh chains (EMA)", self._fresh(fresh))]
         path = save_panels(panels, checked_path(self.run_dir,
                                                 f"samples/iter-{self.iteration:08d}.png"))

@@ -1,7 +1,7 @@
 """Samplers: pure SGLD, the replay buffer, the stateful SGLD sampler and chain health checks."""
 
 from ebmguide.protocols import LangevinResult
-from ebmguide.sampling.buffer import BufferDraw, ReplayBuffer
+from ebmguide.sampling.buffer import BufferDraw, ReplayBuffer, uniform_states
 from ebmguide.sampling.diagnostics import (
     ChainMovement,
     MovementProblem,
@@ -9,13 +9,19 @@ from ebmguide.sampling.diagnostics import (
     movement_summary,
     movement_warning,
 )
-from ebmguide.sampling.langevin import LangevinStep, langevin_dynamics, validate_langevin_args
+from ebmguide.sampling.langevin import (
+    LangevinSettings,
+    LangevinStep,
+    langevin_dynamics,
+    validate_langevin_args,
+)
 from ebmguide.sampling.sampler import SGLDSampler
 
 __all__ = [
     "BufferDraw",
     "ChainMovement",
     "LangevinResult",
+    "LangevinSettings",
     "LangevinStep",
     "MovementProblem",
     "ReplayBuffer",
@@ -24,5 +30,6 @@ __all__ = [
     "langevin_dynamics",
     "movement_summary",
     "movement_warning",
+    "uniform_states",
     "validate_langevin_args",
 ]

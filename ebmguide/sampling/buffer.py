@@ -12,7 +12,28 @@ from torch import Tensor
 from ebmguide._validation import as_device, check_generator, check_int, check_number
 from ebmguide.sampling._state_checks import check_loaded_buffer
 
-__all__ = ["BufferDraw", "ReplayBuffer"]
+__all__ = ["BufferDraw", "ReplayBuffer", "uniform_states"]
+
+
+def uniform_states(
+    size: Sequence[int], low: float, high: float, *, generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Fresh chain starts, uniform on [low, high]: the one home of the uniform initialisation.
+
+    Args:
+        size: ``(B, *shape)``.
+        low: lower bound.
+        high: upper bound.
+        generator: source of the noise (on ``device``).
+        device: where the states live.
+        dtype: floating dtype of the states.
+
+    Returns:
+        ``(B, *shape)`` states ``low + (high − low)·U`` with U ~ U[0, 1).
+    """
+    u = torch.rand(tuple(size), generator=generator, device=device, dtype=dtype)
+    return u.mul_(high - low).add_(low)
 
 
 class BufferDraw(NamedTuple):
@@ -79,14 +100,8 @@ class ReplayBuffer:
         check_generator("generator", generator)
         self.shape = tuple(int(s) for s in shape)
         self.low, self.high = float(low), float(high)
-        self.states = self._uniform((capacity, *self.shape), device, dtype, generator)
-
-    def _uniform(
-        self, size: tuple[int, ...], device: torch.device, dtype: torch.dtype,
-        generator: torch.Generator | None,
-    ) -> Tensor:
-        u = torch.rand(size, generator=generator, device=device, dtype=dtype)
-        return u.mul_(self.high - self.low).add_(self.low)
+        self.states = uniform_states((capacity, *self.shape), self.low, self.high,
+                                     generator=generator, device=device, dtype=dtype)
 
     @property
     def capacity(self) -> int:
@@ -112,12 +127,31 @@ class ReplayBuffer:
                 f"batch_size must be between 1 and the buffer capacity {self.capacity}, got "
                 f"{batch_size}; enlarge the buffer or lower the batch size."
             )
+        check_generator("generator", generator)
+        indices = torch.randperm(self.capacity, generator=generator,
+                                 device=self.states.device)[:batch_size]
+        return self.draw_slots(indices, reinit_prob=reinit_prob, generator=generator)
+
+    def draw_slots(
+        self, indices: Tensor, *, reinit_prob: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> BufferDraw:
+        """The start states of the given slots; each is re-initialised with ``reinit_prob``.
+
+        Args:
+            indices: ``(B,)`` int64 distinct slot indices on the buffer's device.
+            reinit_prob: probability that a drawn chain restarts from uniform noise.
+            generator: source of the re-initialisation.
+
+        Returns:
+            :class:`BufferDraw`; the buffer itself is not modified.
+        """
         check_number("reinit_prob (a probability)", reinit_prob, low=0.0, high=1.0)
         check_generator("generator", generator)
-        device = self.states.device
-        indices = torch.randperm(self.capacity, generator=generator, device=device)[:batch_size]
-        mask = torch.rand(batch_size, generator=generator, device=device) < reinit_prob
-        fresh = self._uniform((batch_size, *self.shape), device, self.states.dtype, generator)
+        device, b = self.states.device, indices.shape[0]
+        mask = torch.rand(b, generator=generator, device=device) < reinit_prob
+        fresh = uniform_states((b, *self.shape), self.low, self.high, generator=generator,
+                               device=device, dtype=self.states.dtype)
         view = (-1,) + (1,) * len(self.shape)
         x = torch.where(mask.view(view), fresh, self.states[indices])
         return BufferDraw(indices, x, mask)

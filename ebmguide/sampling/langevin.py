@@ -13,6 +13,7 @@ chain.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
@@ -22,7 +23,13 @@ from torch import Tensor, nn
 from ebmguide._validation import check_generator, check_number, check_range_pair, check_tensor
 from ebmguide.protocols import EnergyFn, LangevinResult
 
-__all__ = ["LangevinResult", "LangevinStep", "langevin_dynamics", "validate_langevin_args"]
+__all__ = [
+    "LangevinResult",
+    "LangevinSettings",
+    "LangevinStep",
+    "langevin_dynamics",
+    "validate_langevin_args",
+]
 
 
 class LangevinStep(NamedTuple):
@@ -54,6 +61,60 @@ def validate_langevin_args(
         check_number("grad_clip (None for no clipping)", grad_clip, low=0.0, strict=True)
     if clamp is not None:
         check_range_pair("clamp (None for unbounded data)", clamp)
+
+
+@dataclasses.dataclass(frozen=True)
+class LangevinSettings:
+    """The settings of a run of Langevin chains: what :func:`langevin_dynamics` and samplers take.
+
+    The defaults are the paper's CIFAR-10 values (K = 60, η = 100, σ = 0.001, states in [0, 1]).
+    For the true Langevin chain that targets exp(−E), use ``noise_scale=(2 * step_size) ** 0.5``,
+    ``grad_clip=None`` and ``clamp=None``. The record is checked when it is built, so a bad value
+    fails where it is written, not deep inside a run.
+
+    Attributes:
+        n_steps: K, steps per run (0 returns the start states).
+        step_size: η > 0, multiplies the (clipped) gradient.
+        noise_scale: σ ≥ 0, standard deviation of the added Gaussian noise.
+        grad_clip: c, elementwise gradient clip to [−c, c]; ``None`` for none.
+        clamp: (low, high) range the states are clamped to after every step; ``None`` for
+            unbounded data.
+        autocast_dtype: e.g. ``torch.bfloat16`` to evaluate the energy and its gradient under
+            autocast; the state, update and noise keep the chains' dtype.
+        memory_format: layout of the chains while they run, e.g. ``torch.channels_last`` for a
+            convolutional energy on ``(B, C, H, W)`` states.
+
+    Example:
+        >>> s = LangevinSettings(n_steps=20, step_size=1.0, noise_scale=0.005)
+        >>> s.with_steps(5).n_steps, s.clamp
+        (5, (0.0, 1.0))
+    """
+
+    n_steps: int = 60
+    step_size: float = 100.0
+    noise_scale: float = 1e-3
+    grad_clip: float | None = None
+    clamp: tuple[float, float] | None = (0.0, 1.0)
+    autocast_dtype: torch.dtype | None = None
+    memory_format: torch.memory_format = torch.preserve_format
+
+    def __post_init__(self) -> None:
+        validate_langevin_args(self.n_steps, self.step_size, self.noise_scale, self.grad_clip,
+                               self.clamp)
+        if self.clamp is not None:  # a list from a config becomes the documented pair
+            object.__setattr__(self, "clamp", (float(self.clamp[0]), float(self.clamp[1])))
+        if self.autocast_dtype is not None and not (
+                isinstance(self.autocast_dtype, torch.dtype)
+                and self.autocast_dtype.is_floating_point):
+            raise TypeError(f"autocast_dtype must be a floating torch.dtype such as "
+                            f"torch.bfloat16, or None; got {self.autocast_dtype!r}.")
+        if not isinstance(self.memory_format, torch.memory_format):
+            raise TypeError(f"memory_format must be a torch.memory_format such as "
+                            f"torch.channels_last, got {self.memory_format!r}.")
+
+    def with_steps(self, n_steps: int | None) -> LangevinSettings:
+        """The same settings with ``n_steps`` steps (``None`` keeps these settings)."""
+        return self if n_steps is None else dataclasses.replace(self, n_steps=n_steps)
 
 
 @contextlib.contextmanager
@@ -102,18 +163,12 @@ def _energy_grad(
 def langevin_dynamics(
     energy_fn: EnergyFn,
     x: Tensor,
+    settings: LangevinSettings,
     *,
-    n_steps: int,
-    step_size: float,
-    noise_scale: float,
-    grad_clip: float | None = None,
-    clamp: tuple[float, float] | None = (0.0, 1.0),
     generator: torch.Generator | None = None,
-    autocast_dtype: torch.dtype | None = None,
-    memory_format: torch.memory_format = torch.preserve_format,
     callback: Callable[[LangevinStep], None] | None = None,
 ) -> LangevinResult:
-    """Run ``n_steps`` of SGLD from ``x``; ``x`` itself is not modified.
+    """Run ``settings.n_steps`` of SGLD from ``x``; ``x`` itself is not modified.
 
     Only the input gradient is computed (``torch.autograd.grad`` with ``x`` as the sole input), so
     no ``.grad`` is left on the energy's parameters and no weight-gradient kernels run. When
@@ -125,18 +180,11 @@ def langevin_dynamics(
     Args:
         energy_fn: ``(B, *shape) -> (B,)``.
         x: ``(B, *shape)`` floating-point start states.
-        n_steps: K, number of steps (0 returns a copy of ``x``).
-        step_size: η, multiplies the (clipped) gradient.
-        noise_scale: σ, standard deviation of the added Gaussian noise.
-        grad_clip: c, elementwise gradient clip to [−c, c]; ``None`` for none.
-        clamp: (low, high) range the state is clamped to after every step; ``None`` for none.
+        settings: steps, step size, noise, clip, clamp, autocast and layout (see
+            :class:`LangevinSettings`). With ``memory_format=torch.channels_last`` the samples
+            come back in that layout; the noise is drawn in the standard layout, so a seed
+            gives the same chain in any layout.
         generator: source of the noise.
-        autocast_dtype: e.g. ``torch.bfloat16`` to evaluate the energy and its gradient under
-            autocast; the state, update and noise stay in ``x``'s dtype.
-        memory_format: layout of the chain, e.g. ``torch.channels_last`` for convolutional
-            energies on 4-D inputs (faster convolutions on most CPUs and GPUs; the samples come
-            back in that layout). The noise is drawn in the standard layout, so a seed gives the
-            same chain in any layout.
         callback: called after each step with a :class:`LangevinStep`.
 
     Returns:
@@ -149,8 +197,8 @@ def langevin_dynamics(
 
         >>> def quadratic(x):
         ...     return 0.5 * x.square().sum(dim=1)
-        >>> out = langevin_dynamics(quadratic, torch.tensor([[1.0, -2.0]]), n_steps=1,
-        ...                         step_size=0.25, noise_scale=0.0, clamp=None)
+        >>> settings = LangevinSettings(n_steps=1, step_size=0.25, noise_scale=0.0, clamp=None)
+        >>> out = langevin_dynamics(quadratic, torch.tensor([[1.0, -2.0]]), settings)
         >>> out.samples, out.finite
         (tensor([[ 0.7500, -1.5000]]), tensor([True]))
 
@@ -159,7 +207,12 @@ def langevin_dynamics(
         >>> out.drift
         tensor([0.3953])
     """
-    validate_langevin_args(n_steps, step_size, noise_scale, grad_clip, clamp)
+    if not isinstance(settings, LangevinSettings):
+        raise TypeError(f"settings must be a LangevinSettings record, got "
+                        f"{type(settings).__name__}; build one with LangevinSettings(n_steps=..., "
+                        f"step_size=..., noise_scale=...).")
+    n_steps, step_size, noise_scale = settings.n_steps, settings.step_size, settings.noise_scale
+    grad_clip, clamp = settings.grad_clip, settings.clamp
     check_tensor("x", x, floating=True)
     if not callable(energy_fn):
         raise TypeError(f"energy_fn must be a callable (B, *shape) -> (B,), got "
@@ -179,9 +232,9 @@ def langevin_dynamics(
         raise ValueError(f"generator is on {generator.device} but x is on {x.device}; create "
                          f"it with torch.Generator(device=x.device).")
     try:
-        state = x.detach().clone(memory_format=memory_format)
+        state = x.detach().clone(memory_format=settings.memory_format)
     except RuntimeError as exc:
-        raise ValueError(f"memory_format {memory_format} does not fit x of shape "
+        raise ValueError(f"memory_format {settings.memory_format} does not fit x of shape "
                          f"{tuple(x.shape)}: {exc}") from None
     # Buffers reused by every step. A NaN or inf in any gradient or energy of a chain turns its
     # entries of `bad_*` into NaN (0·inf = NaN): the check costs one in-place op per step and no
@@ -196,7 +249,7 @@ def langevin_dynamics(
     clipped = torch.empty_like(state) if grad_clip is not None and n_steps > 0 else None
     with _frozen_parameters(energy_fn):
         for index in range(n_steps):
-            energy, grad = _energy_grad(energy_fn, state, autocast_dtype)
+            energy, grad = _energy_grad(energy_fn, state, settings.autocast_dtype)
             bad_grad.add_(grad, alpha=0.0)
             bad_energy.add_(energy, alpha=0.0)
             update = (torch.clamp(grad, -grad_clip, grad_clip, out=clipped)

@@ -116,7 +116,7 @@ class Experiment:
 
     def sample(self, n: int, beta: float, *, and_: tuple[str, ...] = (), not_: tuple[str, ...] = (),
                or_: tuple[str, ...] = (), init: str | None = None) -> torch.Tensor:
-        from ebmguide.run.components import build_sampler
+        from ebmguide.run.components import init_range, langevin_settings
 
         self.calls += 1
         g = torch.Generator(self.ctx.device).manual_seed(self.args.seed * 7919 + self.calls)
@@ -128,10 +128,12 @@ class Experiment:
             terms["or_latents"] = torch.stack([self.latent(s) for s in or_])
         energy = (composed_energy(self.ctx.ebm, beta=beta, **terms) if terms
                   else self.ctx.ebm.energy)
-        sampler = build_sampler(self.ctx.cfg, self.ctx.shape, self.ctx.device, g, buffer_size=1)
         start = self.ctx.buffer if (init or self.args.init) == "buffer" else None
-        return sample_energy(energy, n, sampler=sampler, generator=g, n_steps=self.steps,
-                             batch_size=256, init=start).cpu()  # networks: eval mode
+        return sample_energy(energy, n, settings=langevin_settings(self.ctx.cfg),
+                             n_steps=self.steps, shape=self.ctx.shape,
+                             init_range=init_range(self.ctx.cfg), generator=g,
+                             device=self.ctx.device, batch_size=256,
+                             init=start).cpu()  # networks: eval mode
 
     def rate(self, read: dict[str, torch.Tensor], specs: tuple[str, ...],
              negate: tuple[str, ...] = ()) -> float:

@@ -36,7 +36,7 @@ import torch
 from ebmguide.conditional import composed_energy, sample_energy
 from ebmguide.data import COLOURS, read_factors
 from ebmguide.run.checkpoints import find_checkpoint, load_run
-from ebmguide.run.components import build_sampler
+from ebmguide.run.components import init_range, langevin_settings
 from ebmguide.run.conditions import load_context, resolve_condition
 from ebmguide.run.config import RunConfig, load_config
 from ebmguide.run.trainer import Trainer
@@ -101,9 +101,9 @@ def colour_match(run: Path, per_colour: int, seed: int, n_steps: int) -> float:
         latent = resolve_condition(f"colour={colour}", ctx)
         energy = composed_energy(ctx.ebm, beta=TEST_BETA, and_latents=latent[None])
         g = torch.Generator().manual_seed(1000 * seed + index)
-        sampler = build_sampler(ctx.cfg, ctx.shape, ctx.device, g, buffer_size=1)
-        x = sample_energy(energy, per_colour, sampler=sampler, generator=g,
-                          n_steps=n_steps, init=ctx.buffer, batch_size=256)
+        x = sample_energy(energy, per_colour, settings=langevin_settings(ctx.cfg),
+                          n_steps=n_steps, shape=ctx.shape, init_range=init_range(ctx.cfg),
+                          generator=g, device=ctx.device, init=ctx.buffer, batch_size=256)
         hits.append(float((read_factors(x.clamp(0, 1))["colour"] == index).float().mean()))
     return sum(hits) / len(hits)
 

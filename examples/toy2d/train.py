@@ -44,7 +44,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     result = dict(final)
     if args.toy in ("eight_gaussians", "twentyfive_gaussians"):
         modes = gaussian_mixture_modes(args.toy)
-        buffer = trainer.parts.sampler.buffer.states
+        buffer = trainer.parts.sampler.chains()
         result["mode_distance"] = float(torch.cdist(buffer, modes).min(1).values.mean())
     print({k: round(v, 4) for k, v in result.items()})
     print(f"run folder: {args.out}")

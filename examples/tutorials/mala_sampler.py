@@ -1,7 +1,9 @@
 """Tutorial: write a new sampler, MALA (Langevin with a Metropolis correction), for CLEL.
 
-A sampler is anything with the three methods of the ``eg.LangevinSampler`` protocol: ``sample``,
-``state_dict`` and ``load_state_dict``; no library class is subclassed. This one:
+A sampler is anything with the methods of the ``eg.LangevinSampler`` protocol: ``sample``
+(training), ``sample_fresh`` and ``sample_from`` (evaluation, conditional sampling),
+``data_range`` and ``chains`` (the data-range check, sample grids) and
+``state_dict``/``load_state_dict``; no library class is subclassed. This one:
 
 1. proposes x* = x − η∇E(x) + √(2η)·ε (the exact discretized Langevin step, σ = √(2η));
 2. accepts x* with probability min(1, exp(−E(x*) + E(x)) · q(x | x*) / q(x* | x)), where q is the
@@ -33,6 +35,7 @@ from torch import Tensor
 import ebmguide as eg
 from ebmguide.data import make_shapes
 from ebmguide.nets import SmallCNN
+from ebmguide.sampling import uniform_states
 
 
 # --8<-- [start:mala]
@@ -170,29 +173,58 @@ class MALASampler:
         """Run the chains (from the buffer, or from noise): samples, flags and diagnostics.
 
         The drift is measured where the chains run (on logit(x) with ``bounds``); the noise of
-        MALA is √(2η) per step.
+        MALA is √(2η) per step. With ``target_acceptance`` the step size adapts after the call.
         """
-        if self.buffer is not None:
-            draw = self.buffer.draw(batch_size, reinit_prob=self.reinit_prob, generator=generator)
-            x = draw.x
-        else:
-            low, high = self.bounds if self.bounds is not None else (0.0, 1.0)
-            x = low + (high - low) * torch.rand((batch_size, *self.shape), generator=generator)
+        if self.buffer is None:
+            return self._run(energy_fn, self._noise(batch_size, generator), self.n_steps,
+                             generator, adapt=True)
+        draw = self.buffer.draw(batch_size, reinit_prob=self.reinit_prob, generator=generator)
+        result = self._run(energy_fn, draw.x, self.n_steps, generator, adapt=True)
+        self.buffer.write(draw.indices, result.samples, keep=result.finite)
+        return result
+
+    def sample_fresh(self, energy_fn: eg.EnergyFn, batch_size: int, *,
+                     n_steps: int | None = None,
+                     generator: torch.Generator | None = None) -> eg.LangevinResult:
+        """Chains from uniform noise on the box; buffer and step size are left alone."""
+        return self.sample_from(energy_fn, self._noise(batch_size, generator), n_steps=n_steps,
+                                generator=generator)
+
+    def sample_from(self, energy_fn: eg.EnergyFn, x: Tensor, *, n_steps: int | None = None,
+                    generator: torch.Generator | None = None) -> eg.LangevinResult:
+        """Chains from the start states ``x``; buffer and step size are left alone."""
+        steps = self.n_steps if n_steps is None else n_steps
+        return self._run(energy_fn, x, steps, generator, adapt=False)
+
+    def data_range(self) -> tuple[float, float] | None:
+        """The data box (the samples never leave it), or ``None``."""
+        return self.bounds
+
+    def chains(self) -> Tensor | None:
+        """The replay buffer's chains, or ``None`` without a buffer."""
+        return self.buffer.states if self.buffer is not None else None
+
+    def _noise(self, batch_size: int, generator: torch.Generator | None) -> Tensor:
+        low, high = self.bounds if self.bounds is not None else (0.0, 1.0)
+        return uniform_states((batch_size, *self.shape), low, high, generator=generator)
+
+    def _run(self, energy_fn: eg.EnergyFn, x: Tensor, n_steps: int,
+             generator: torch.Generator | None, *, adapt: bool) -> eg.LangevinResult:
+        """MALA from ``x`` (on logit(x) with ``bounds``); adapts η after the run when ``adapt``."""
+        noise = math.sqrt(2 * self.step_size)
         if self.bounds is not None:  # run the chains on the unconstrained u = logit(x)
             low, high = self.bounds
             result = mala(box_energy(energy_fn, low, high), from_box(x, low, high),
-                          n_steps=self.n_steps, step_size=self.step_size, generator=generator)
+                          n_steps=n_steps, step_size=self.step_size, generator=generator)
             result = result._replace(samples=to_box(result.samples, low, high))
         else:
-            result = mala(energy_fn, x, n_steps=self.n_steps, step_size=self.step_size,
+            result = mala(energy_fn, x, n_steps=n_steps, step_size=self.step_size,
                           generator=generator)
-        if self.buffer is not None:
-            self.buffer.write(draw.indices, result.samples, keep=result.finite)
-        self.last_acceptance = float(result.acceptance.mean())
-        noise = math.sqrt(2 * self.step_size)
-        if self.target_acceptance is not None:
-            self.step_size *= math.exp(self.adapt_rate
-                                       * (self.last_acceptance - self.target_acceptance))
+        if adapt:
+            self.last_acceptance = float(result.acceptance.mean())
+            if self.target_acceptance is not None:
+                self.step_size *= math.exp(self.adapt_rate
+                                           * (self.last_acceptance - self.target_acceptance))
         moved = (result.samples - x).flatten(1).square().mean(1).sqrt()
         return eg.LangevinResult(result.samples, result.finite, result.drift,
                                  result.drift / noise, moved)
@@ -218,8 +250,11 @@ def gaussian_check(step_size: float, n_chains: int, n_steps: int, seed: int) -> 
 
     g = torch.Generator().manual_seed(seed)
     x0 = torch.randn(n_chains, 2, generator=g)  # start at the target: any bias is the sampler's
-    ula = eg.langevin_dynamics(energy, x0, n_steps=n_steps, step_size=step_size,
-                               noise_scale=math.sqrt(2 * step_size), clamp=None, generator=g)
+    ula = eg.langevin_dynamics(energy, x0,
+                               eg.LangevinSettings(n_steps=n_steps, step_size=step_size,
+                                                   noise_scale=math.sqrt(2 * step_size),
+                                                   clamp=None),
+                               generator=g)
     exact = mala(energy, x0, n_steps=n_steps, step_size=step_size, generator=g)
     return {"ula_variance": float(ula.samples.var()),
             "ula_variance_theory": 2 / (2 - step_size),

@@ -196,7 +196,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     # --8<-- [end:sample]
     if args.out is not None:
         save_grid(samples, args.out / "samples.png")
-        save_grid(sampler.buffer.states[:32], args.out / "buffer.png")
+        save_grid(sampler.chains()[:32], args.out / "buffer.png")
         print(f"wrote {args.out / 'samples.png'} and {args.out / 'buffer.png'}")
     return {k: float(v) for k, v in terms.items()}
 

@@ -123,8 +123,9 @@ def test_no_parameter_gradients_flow_into_the_latents() -> None:
 
 
 def _run(energy_fn: eg.EnergyFn, x: Tensor) -> Tensor:
-    return eg.langevin_dynamics(energy_fn, x, n_steps=50, step_size=0.05, noise_scale=0.0,
-                                clamp=None).samples
+    return eg.langevin_dynamics(energy_fn, x,
+                                eg.LangevinSettings(n_steps=50, step_size=0.05, noise_scale=0.0,
+                                                    clamp=None)).samples
 
 
 def test_and_pulls_towards_and_not_pushes_away() -> None:
@@ -175,7 +176,7 @@ def test_latents_by_label() -> None:
 
 def test_sample_conditional_uses_fresh_chains_and_is_reproducible(tiny_parts) -> None:  # type: ignore[no-untyped-def]
     ebm, _, sampler = tiny_parts
-    before = sampler.buffer.states.clone()
+    before = sampler.chains().clone()
     z = torch.randn(2, 6)
     ebm.train()
 
@@ -185,16 +186,18 @@ def test_sample_conditional_uses_fresh_chains_and_is_reproducible(tiny_parts) ->
 
     a, b = draw(0), draw(0)
     assert a.shape == (5, 3, 8, 8) and torch.equal(a, b) and not torch.equal(a, draw(1))
-    assert torch.equal(sampler.buffer.states, before) and ebm.training
-    c = C.sample_conditional(ebm, z, beta=1.0, combine="or", n=3, shape=(3, 8, 8), n_steps=2,
-                             step_size=1.0, noise_scale=0.01,
+    assert torch.equal(sampler.chains(), before) and ebm.training
+    c = C.sample_conditional(ebm, z, beta=1.0, combine="or", n=3, shape=(3, 8, 8),
+                             settings=eg.LangevinSettings(n_steps=2, step_size=1.0,
+                                                          noise_scale=0.01),
                              generator=torch.Generator().manual_seed(0))
     assert c.shape == (3, 3, 8, 8) and float(c.min()) >= 0.0 and float(c.max()) <= 1.0
 
 
 def test_sample_conditional_moves_samples_towards_the_latent() -> None:
     model, z = ToyModel(), torch.tensor([0.0, 0.0, 1.0, 0.0])
-    kwargs = dict(n=32, shape=(4,), n_steps=40, step_size=0.05, noise_scale=0.0, clamp=None)
+    kwargs = dict(n=32, shape=(4,), settings=eg.LangevinSettings(n_steps=40, step_size=0.05,
+                                                                 noise_scale=0.0, clamp=None))
     g = torch.Generator().manual_seed(0)
     with_z = C.sample_conditional(model, z, beta=5.0, generator=g, **kwargs)
     g = torch.Generator().manual_seed(0)
@@ -205,8 +208,10 @@ def test_sample_conditional_moves_samples_towards_the_latent() -> None:
 
 def test_bad_input_is_reported() -> None:
     ebm, z = make_ebm(), torch.randn(2, 4)
+    settings = eg.LangevinSettings(n_steps=1, step_size=0.1)
     with pytest.raises(ValueError, match="combine"):
-        C.sample_conditional(ebm, z, beta=1.0, combine="xor", shape=(6,))  # type: ignore[arg-type]
+        C.sample_conditional(ebm, z, beta=1.0, combine="xor", shape=(6,),  # type: ignore[arg-type]
+                             settings=settings)
     with pytest.raises(ValueError, match="beta"):
         C.or_energy(ebm, z, beta=-1.0)
     with pytest.raises(ValueError, match="positive"):
@@ -218,9 +223,13 @@ def test_bad_input_is_reported() -> None:
     with pytest.raises(ValueError, match="at least one latent"):
         C.composed_energy(ebm, beta=1.0)
     with pytest.raises(ValueError, match="shape"):
-        C.sample_conditional(ebm, z, beta=1.0, n=2)
+        C.sample_conditional(ebm, z, beta=1.0, n=2, settings=settings)
+    with pytest.raises(ValueError, match="exactly one of sampler"):
+        C.sample_conditional(ebm, z, beta=1.0, n=2, shape=(6,))
     sampler = eg.SGLDSampler((6,), buffer_size=4, n_steps=1, step_size=0.1)
-    with pytest.raises(ValueError, match="only n_steps"):
+    with pytest.raises(ValueError, match="exactly one of sampler"):
+        C.sample_conditional(ebm, z, beta=1.0, n=2, sampler=sampler, settings=settings)
+    with pytest.raises(TypeError, match="step_size"):
         C.sample_conditional(ebm, z, beta=1.0, n=2, sampler=sampler, step_size=3.0)
 
 
@@ -228,8 +237,8 @@ def test_sample_energy_from_given_start_states() -> None:
     model = ToyModel()
     init = torch.rand(10, 4, generator=torch.Generator().manual_seed(0))
     g = torch.Generator().manual_seed(1)
-    x = C.sample_energy(model.energy, 4, init=init, generator=g, n_steps=0, step_size=1.0,
-                        noise_scale=0.0, batch_size=3)
+    x = C.sample_energy(model.energy, 4, init=init, generator=g, n_steps=0, batch_size=3,
+                        settings=eg.LangevinSettings(step_size=1.0, noise_scale=0.0))
     # zero steps: the samples are 4 distinct rows of init
     rows = {tuple(r.tolist()) for r in init}
     assert x.shape == (4, 4) and len({tuple(r.tolist()) for r in x} & rows) == 4
@@ -240,6 +249,6 @@ def test_sample_energy_from_given_start_states() -> None:
     picked = init[torch.randperm(10, generator=torch.Generator().manual_seed(1))[:3]]
     torch.testing.assert_close(y, picked * (1 - 0.1 * 0.1))  # one step of E = ½·0.1‖x‖²
     with pytest.raises(ValueError, match="at least n=11"):
-        C.sample_energy(model.energy, 11, init=init, shape=(4,))
-    with pytest.raises(TypeError, match="lacks"):
-        C.sample_energy(model.energy, 2, init=init, sampler=object())
+        C.sample_energy(model.energy, 11, init=init, shape=(4,), sampler=sampler)
+    with pytest.raises(TypeError, match="LangevinSampler protocol"):
+        C.sample_energy(model.energy, 2, init=init, sampler=object())  # type: ignore[arg-type]

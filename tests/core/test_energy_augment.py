@@ -77,7 +77,9 @@ def test_conditional_energy_gradient_moves_towards_the_latent() -> None:
     x = torch.randn(16, 6)
     z = ebm.direction(torch.randn(1, 6)).detach()[0]
     fn = eg.conditional_energy(ebm, z, beta=50.0)
-    samples = eg.langevin_dynamics(fn, x, n_steps=50, step_size=0.05, noise_scale=0.0, clamp=None)
+    samples = eg.langevin_dynamics(fn, x,
+                                   eg.LangevinSettings(n_steps=50, step_size=0.05, noise_scale=0.0,
+                                                       clamp=None))
     before = (ebm.direction(x) @ z).mean()
     after = (ebm.direction(samples.samples) @ z).mean()
     assert after > before + 0.1

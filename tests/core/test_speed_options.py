@@ -45,9 +45,10 @@ SGLD: dict[str, Any] = {"n_steps": 4, "step_size": 50.0, "noise_scale": 0.01, "g
 
 def test_channels_last_chain_matches_default() -> None:
     ebm, x = conv_ebm(), images()
-    ref = eg.langevin_dynamics(ebm.energy, x, generator=torch.Generator().manual_seed(3), **SGLD)
-    out = eg.langevin_dynamics(ebm.energy, x, generator=torch.Generator().manual_seed(3),
-                               memory_format=CL, **SGLD)
+    ref = eg.langevin_dynamics(ebm.energy, x, eg.LangevinSettings(**SGLD),
+                               generator=torch.Generator().manual_seed(3))
+    out = eg.langevin_dynamics(ebm.energy, x, eg.LangevinSettings(memory_format=CL, **SGLD),
+                               generator=torch.Generator().manual_seed(3))
     assert out.samples.is_contiguous(memory_format=CL)
     assert x.is_contiguous(), "the input must be left as it was"
     torch.testing.assert_close(out.samples, ref.samples, rtol=0, atol=1e-5)
@@ -74,8 +75,9 @@ def test_channels_last_needs_image_shaped_samples() -> None:
     with pytest.raises(ValueError, match="channels_last"):
         eg.SGLDSampler((2,), memory_format=CL)
     with pytest.raises(ValueError, match="memory_format"):
-        eg.langevin_dynamics(lambda v: v.square().sum(1), torch.rand(4, 2), n_steps=1,
-                             step_size=0.1, noise_scale=0.0, memory_format=CL)
+        eg.langevin_dynamics(lambda v: v.square().sum(1), torch.rand(4, 2),
+                             eg.LangevinSettings(n_steps=1, step_size=0.1, noise_scale=0.0,
+                                                 memory_format=CL))
 
 
 def run_clel(ebm: nn.Module, guide: nn.Module, n: int = 2,
@@ -136,9 +138,9 @@ def test_bf16_autocast_gradient_and_chain_within_tolerance() -> None:
     grads = []
     for dtype in (None, torch.bfloat16):
         seen: list[torch.Tensor] = []
-        out = eg.langevin_dynamics(ebm.energy, x, generator=torch.Generator().manual_seed(2),
-                                   autocast_dtype=dtype, callback=lambda s, seen=seen: seen.append(
-                                       s.grad), **SGLD)
+        out = eg.langevin_dynamics(ebm.energy, x, eg.LangevinSettings(autocast_dtype=dtype, **SGLD),
+                                   generator=torch.Generator().manual_seed(2),
+                                   callback=lambda s, seen=seen: seen.append(s.grad))
         assert out.samples.dtype == torch.float32
         grads.append((seen[0], out.samples))
     (g32, s32), (g16, s16) = grads
@@ -176,7 +178,8 @@ def test_no_weight_gradient_kernels_during_sampling(frozen: bool) -> None:
     energy = ebm.energy if frozen else (lambda v: ebm.energy(v))
     log = OpLog()
     with log:
-        eg.langevin_dynamics(energy, images(4), n_steps=1, step_size=1.0, noise_scale=0.0)
+        eg.langevin_dynamics(energy, images(4),
+                             eg.LangevinSettings(n_steps=1, step_size=1.0, noise_scale=0.0))
     # Every convolution's backward asks for the input gradient only (no weight, no bias) ...
     assert len(log.conv_masks) == n_conv
     assert all(mask == [True, False, False] for mask in log.conv_masks), log.conv_masks
@@ -190,7 +193,8 @@ def test_parameters_frozen_only_while_sampling() -> None:
     fixed = next(ebm.parameters())
     fixed.requires_grad_(False)  # a user's own frozen parameter stays frozen
     during: list[bool] = []
-    eg.langevin_dynamics(ebm.energy, images(2), n_steps=2, step_size=1.0, noise_scale=0.0,
+    eg.langevin_dynamics(ebm.energy, images(2),
+                         eg.LangevinSettings(n_steps=2, step_size=1.0, noise_scale=0.0),
                          callback=lambda s: during.extend(p.requires_grad
                                                           for p in ebm.parameters()))
     assert during and not any(during)
@@ -210,7 +214,8 @@ def test_parameters_restored_when_the_energy_raises() -> None:
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        eg.langevin_dynamics(Broken(), images(2), n_steps=1, step_size=1.0, noise_scale=0.0)
+        eg.langevin_dynamics(Broken(), images(2),
+                             eg.LangevinSettings(n_steps=1, step_size=1.0, noise_scale=0.0))
     assert all(p.requires_grad for p in ebm.parameters())
 
 
@@ -220,7 +225,8 @@ def test_infinite_gradient_flagged_even_when_clipped_and_clamped() -> None:
 
     x = 0.5 + 0.5 * torch.rand(3, 4, generator=torch.Generator().manual_seed(0))
     x[1, 0] = 0.0
-    out = eg.langevin_dynamics(energy, x, n_steps=2, step_size=0.1, noise_scale=0.0,
-                               grad_clip=0.5, clamp=(0.0, 1.0))
+    out = eg.langevin_dynamics(energy, x,
+                               eg.LangevinSettings(n_steps=2, step_size=0.1, noise_scale=0.0,
+                                                   grad_clip=0.5, clamp=(0.0, 1.0)))
     assert bool(torch.isfinite(out.samples).all()), "clip and clamp hide the inf in the state"
     assert out.finite.tolist() == [True, False, True]

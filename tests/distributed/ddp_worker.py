@@ -16,7 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 import ebmguide as eg
 from ebmguide import distributed as D
-from ebmguide.sampling import LangevinResult, langevin_dynamics
+from ebmguide.sampling import LangevinResult, LangevinSettings, langevin_dynamics
 
 B, D_IN, LATENT = 4, 6, 5  # per-rank batch, input size, latent size
 
@@ -59,10 +59,25 @@ class FixedStartSampler:
     def __init__(self, starts: Tensor) -> None:
         self.starts = starts
 
+    SETTINGS = LangevinSettings(n_steps=2, step_size=0.1, noise_scale=0.0)
+
     def sample(self, energy_fn: Any, batch_size: int, *,
                generator: Any = None) -> LangevinResult:
-        return langevin_dynamics(energy_fn, self.starts[:batch_size], n_steps=2, step_size=0.1,
-                                 noise_scale=0.0)
+        return self.sample_from(energy_fn, self.starts[:batch_size])
+
+    def sample_fresh(self, energy_fn: Any, batch_size: int, *, n_steps: int | None = None,
+                     generator: Any = None) -> LangevinResult:
+        return self.sample_from(energy_fn, self.starts[:batch_size], n_steps=n_steps)
+
+    def sample_from(self, energy_fn: Any, x: Tensor, *, n_steps: int | None = None,
+                    generator: Any = None) -> LangevinResult:
+        return langevin_dynamics(energy_fn, x, self.SETTINGS.with_steps(n_steps))
+
+    def data_range(self) -> tuple[float, float] | None:
+        return self.SETTINGS.clamp
+
+    def chains(self) -> Tensor | None:
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         return {}

@@ -48,7 +48,7 @@ from ebmguide.run.folder import (
 from ebmguide.run.logger import RunLogger, truncate_metrics
 from ebmguide.run.real_sets import plan_real_sets
 from ebmguide.run.trainer import Trainer
-from ebmguide.sampling import ReplayBuffer, SGLDSampler, langevin_dynamics
+from ebmguide.sampling import LangevinSettings, ReplayBuffer, SGLDSampler, langevin_dynamics
 from ebmguide.training import check_components, clel_step
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "reliability" / "errors.md"
@@ -72,7 +72,9 @@ def langevin(**kwargs: Any) -> Callable[[], Any]:
     args: dict[str, Any] = {"energy_fn": quadratic, "x": torch.rand(2, 3), "n_steps": 1,
                             "step_size": 0.1, "noise_scale": 0.01}
     args.update(kwargs)
-    return lambda: langevin_dynamics(args.pop("energy_fn"), args.pop("x"), **args)
+    generator = args.pop("generator", None)
+    return lambda: langevin_dynamics(args.pop("energy_fn"), args.pop("x"),
+                                     LangevinSettings(**args), generator=generator)
 
 
 def sampler(**kwargs: Any) -> Callable[[], Any]:
@@ -294,7 +296,7 @@ CATALOG: list[Row] = [
     Row("conditional_energy", "latents not matching the projection size", ValueError,
         "latents have size 5 but the model's directions have size 4",
         "latents from the guide that trained the model",
-        lambda: eg.conditional_energy(ebm(), torch.ones(5), beta=1.0)),
+        lambda: eg.conditional_energy(ebm(), torch.ones(5), beta=1.0)(torch.rand(2, 3, 2, 2))),
     Row("conditional_energy", "weights of another length", ValueError,
         "weights must have one entry per latent", "one weight per latent",
         lambda: eg.conditional_energy(ebm(), torch.ones(2, 4), beta=1.0, weights=[1.0])),

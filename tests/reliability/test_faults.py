@@ -23,7 +23,7 @@ from ebmguide.checkpoint import CheckpointManager, load_checkpoint
 from ebmguide.run.config import RunConfig, load_config
 from ebmguide.run.divergence import DivergenceError
 from ebmguide.run.trainer import Trainer
-from ebmguide.sampling import SGLDSampler, langevin_dynamics
+from ebmguide.sampling import LangevinSettings, SGLDSampler, langevin_dynamics
 
 TINY = Path(__file__).resolve().parents[1] / "tiny_run.toml"
 """The runner tests' tiny run: 6 iterations, a checkpoint every 3 (iterations 3 and 6)."""
@@ -291,7 +291,8 @@ def test_langevin_checks_finiteness_without_host_syncs(monkeypatch: pytest.Monke
         monkeypatch.setattr(Tensor, name, spy)
     x = torch.rand(8, 3, 4, 4)
     out = langevin_dynamics(lambda v: v.flatten(1).square().sum(1) * float("nan"), x,
-                            n_steps=50, step_size=0.1, noise_scale=0.01, grad_clip=1.0,
+                            LangevinSettings(n_steps=50, step_size=0.1, noise_scale=0.01,
+                                             grad_clip=1.0),
                             generator=torch.Generator().manual_seed(0))
     monkeypatch.undo()
     assert syncs == []
@@ -304,8 +305,10 @@ def test_langevin_has_no_host_sync_on_cuda() -> None:
     g = torch.Generator("cuda").manual_seed(0)
     torch.cuda.set_sync_debug_mode("error")
     try:
-        out = langevin_dynamics(lambda v: v.flatten(1).square().sum(1), x, n_steps=20,
-                                step_size=0.1, noise_scale=0.01, grad_clip=1.0, generator=g)
+        out = langevin_dynamics(lambda v: v.flatten(1).square().sum(1), x,
+                                LangevinSettings(n_steps=20, step_size=0.1, noise_scale=0.01,
+                                                 grad_clip=1.0),
+                                generator=g)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert bool(out.finite.all())

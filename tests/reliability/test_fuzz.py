@@ -8,7 +8,6 @@ exception type, never a crash deep inside torch, and a value they accept gives a
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import tempfile
@@ -28,7 +27,7 @@ from ebmguide.run.config import (
     dumps_toml,
     load_config,
 )
-from ebmguide.sampling import SGLDSampler, langevin_dynamics
+from ebmguide.sampling import LangevinSettings, SGLDSampler, langevin_dynamics
 
 ALLOWED = (ValueError, TypeError)
 FUZZ = settings(max_examples=150, deadline=None,
@@ -84,8 +83,8 @@ def test_sampler_arguments(shape: Any, kwargs: dict[str, Any], batch: Any, seed:
     # Accepted: a batch of the right shape, and the buffer holds only finite values.
     assert out.shape == (batch, *sampler.shape)
     assert bool(torch.isfinite(sampler.buffer.states).all())
-    if sampler.clamp is not None and bool(torch.isfinite(out).all()):
-        low, high = sampler.clamp  # the bounds are rounded to float32 by the clamp itself
+    if sampler.settings.clamp is not None and bool(torch.isfinite(out).all()):
+        low, high = sampler.settings.clamp  # the bounds are rounded to float32 by the clamp itself
         tol = 1e-6 * max(1.0, abs(low), abs(high))
         assert float(out.min()) >= low - tol and float(out.max()) <= high + tol
 
@@ -101,8 +100,10 @@ def test_langevin_arguments(x: Any, dtype: torch.dtype, n_steps: Any, step_size:
     if isinstance(x, tuple):
         x = torch.zeros(x, dtype=dtype)
     try:
-        out = langevin_dynamics(quadratic, x, n_steps=n_steps, step_size=step_size,
-                                noise_scale=noise_scale, grad_clip=grad_clip, clamp=clamp,
+        out = langevin_dynamics(quadratic, x,
+                                LangevinSettings(n_steps=n_steps, step_size=step_size,
+                                                 noise_scale=noise_scale, grad_clip=grad_clip,
+                                                 clamp=clamp),
                                 generator=torch.Generator().manual_seed(0))
     except ALLOWED:
         return
@@ -173,8 +174,11 @@ def test_config_from_dict(data: dict[str, Any]) -> None:
 def test_load_config_random_toml_text(text: str) -> None:
     path = Path(tempfile.mkdtemp()) / "random.toml"
     path.write_text(text, encoding="utf-8")
-    with contextlib.suppress(*ALLOWED):
-        load_config(path)
+    try:
+        cfg = load_config(path)
+    except ALLOWED:
+        return
+    _assert_round_trips(cfg)  # accepted: a RunConfig that its own TOML text gives back
 
 
 @settings(max_examples=200, deadline=None)
@@ -188,8 +192,26 @@ def test_load_config_random_toml_text(text: str) -> None:
                                                                 "1" + "0" * 400])))),
     max_size=4))
 def test_overrides(overrides: list[str]) -> None:
-    with contextlib.suppress(*ALLOWED):
-        load_config("demo", overrides)
+    try:
+        cfg = load_config("demo", overrides)
+    except ALLOWED:
+        return
+    _assert_round_trips(cfg)
+    # Accepted overrides change only what they name: every other section is the demo's.
+    named = {item.partition("=")[0].strip().partition(".")[0] for item in overrides}
+    got, demo = config_to_dict(cfg), config_to_dict(load_config("demo"))
+    assert set(got) == set(demo)
+    for section in set(demo) - named:
+        assert got[section] == demo[section], section
+
+
+def _assert_round_trips(cfg: RunConfig) -> None:
+    """An accepted config is a RunConfig whose plain data and TOML text give it back."""
+    assert isinstance(cfg, RunConfig)
+    assert config_from_dict(config_to_dict(cfg)) == cfg
+    path = Path(tempfile.mkdtemp()) / "again.toml"
+    path.write_text(dumps_toml(cfg), encoding="utf-8")
+    assert load_config(path) == cfg
 
 
 def test_config_file_is_never_evaluated(tmp_path: Path) -> None:

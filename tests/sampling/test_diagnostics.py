@@ -9,6 +9,7 @@ import torch
 
 from ebmguide.sampling import (
     ChainMovement,
+    LangevinSettings,
     SGLDSampler,
     langevin_dynamics,
     movement_summary,
@@ -24,7 +25,8 @@ def linear(x: torch.Tensor) -> torch.Tensor:
 
 def test_drift_is_the_root_mean_square_gradient_move() -> None:
     x = torch.full((3, 4), 10.0)
-    out = langevin_dynamics(linear, x, n_steps=5, step_size=0.1, noise_scale=0.0, clamp=None)
+    out = langevin_dynamics(linear, x,
+                            LangevinSettings(n_steps=5, step_size=0.1, noise_scale=0.0, clamp=None))
     expected = 0.1 * math.sqrt((1 + 4 + 9 + 16) / 4)  # η·rms(c), the same at every step
     torch.testing.assert_close(out.drift, torch.full((3,), expected))
     assert bool(torch.isinf(out.drift_to_noise).all()), "no noise: all drift"
@@ -34,24 +36,28 @@ def test_drift_is_the_root_mean_square_gradient_move() -> None:
 
 def test_drift_to_noise_and_clipping() -> None:
     x = torch.zeros(2, 4)
-    out = langevin_dynamics(linear, x, n_steps=3, step_size=2.0, noise_scale=0.5, grad_clip=1.0,
-                            clamp=None, generator=torch.Generator().manual_seed(0))
+    out = langevin_dynamics(linear, x,
+                            LangevinSettings(n_steps=3, step_size=2.0, noise_scale=0.5,
+                                             grad_clip=1.0, clamp=None),
+                            generator=torch.Generator().manual_seed(0))
     # clipped gradient is 1 in every element: drift = η·1 = 2, ratio = 2 / 0.5
     torch.testing.assert_close(out.drift, torch.full((2,), 2.0))
     torch.testing.assert_close(out.drift_to_noise, torch.full((2,), 4.0))
 
 
 def test_zero_steps_report_no_movement() -> None:
-    out = langevin_dynamics(linear, torch.rand(4, 2), n_steps=0, step_size=1.0, noise_scale=0.1)
+    out = langevin_dynamics(linear, torch.rand(4, 2),
+                            LangevinSettings(n_steps=0, step_size=1.0, noise_scale=0.1))
     assert torch.equal(out.drift, torch.zeros(4)) and torch.equal(out.displacement, torch.zeros(4))
 
 
 def test_diagnostics_are_the_same_in_channels_last() -> None:
     x = torch.rand(2, 3, 4, 4)
     kwargs = {"n_steps": 3, "step_size": 0.3, "noise_scale": 0.01}
-    a = langevin_dynamics(linear, x, generator=torch.Generator().manual_seed(1), **kwargs)
-    b = langevin_dynamics(linear, x, generator=torch.Generator().manual_seed(1),
-                          memory_format=torch.channels_last, **kwargs)
+    a = langevin_dynamics(linear, x, LangevinSettings(**kwargs),
+                          generator=torch.Generator().manual_seed(1))
+    b = langevin_dynamics(linear, x, LangevinSettings(memory_format=torch.channels_last, **kwargs),
+                          generator=torch.Generator().manual_seed(1))
     for field in ("drift", "drift_to_noise", "displacement"):
         torch.testing.assert_close(getattr(a, field), getattr(b, field))
 
@@ -69,7 +75,8 @@ def test_sampler_returns_the_record_for_buffer_and_fresh_chains() -> None:
 
 def test_summary_averages_finite_chains_only() -> None:
     x = torch.zeros(3, 2)
-    out = langevin_dynamics(linear, x, n_steps=1, step_size=1.0, noise_scale=1.0, clamp=None,
+    out = langevin_dynamics(linear, x,
+                            LangevinSettings(n_steps=1, step_size=1.0, noise_scale=1.0, clamp=None),
                             generator=torch.Generator().manual_seed(0))
     broken = out._replace(finite=torch.tensor([True, False, True]),
                           drift=torch.tensor([1.0, float("nan"), 3.0]))

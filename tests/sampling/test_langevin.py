@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import hypothesis.strategies as st
 import pytest
 import torch
 from hypothesis import given, settings
 from torch import nn
 
-from ebmguide.sampling import LangevinStep, langevin_dynamics
+from ebmguide.sampling import LangevinSettings, LangevinStep, langevin_dynamics
 
 
 def quadratic(x: torch.Tensor) -> torch.Tensor:
@@ -22,7 +24,8 @@ shapes = st.sampled_from([(4, 2), (3, 1, 5, 5), (2, 3, 4, 4), (5, 7)])
 @given(shape=shapes, steps=st.integers(0, 4), dtype=st.sampled_from([torch.float32, torch.float64]))
 def test_shape_and_dtype_kept(shape: tuple[int, ...], steps: int, dtype: torch.dtype) -> None:
     x = torch.rand(shape, dtype=dtype)
-    out = langevin_dynamics(quadratic, x, n_steps=steps, step_size=0.1, noise_scale=0.01,
+    out = langevin_dynamics(quadratic, x,
+                            LangevinSettings(n_steps=steps, step_size=0.1, noise_scale=0.01),
                             generator=torch.Generator().manual_seed(0))
     assert out.samples.shape == x.shape and out.samples.dtype == dtype
     assert out.finite.shape == (shape[0],) and bool(out.finite.all())
@@ -31,7 +34,8 @@ def test_shape_and_dtype_kept(shape: tuple[int, ...], steps: int, dtype: torch.d
 
 def test_zero_steps_is_identity_copy() -> None:
     x = torch.rand(6, 3, 4, 4)
-    out = langevin_dynamics(quadratic, x, n_steps=0, step_size=1.0, noise_scale=1.0)
+    out = langevin_dynamics(quadratic, x,
+                            LangevinSettings(n_steps=0, step_size=1.0, noise_scale=1.0))
     assert torch.equal(out.samples, x)
     out.samples.add_(1.0)
     assert not torch.equal(out.samples, x), "the input must not alias the output"
@@ -41,15 +45,17 @@ def test_zero_steps_is_identity_copy() -> None:
 @given(seed=st.integers(0, 2**31 - 1))
 def test_one_noiseless_step_on_quadratic_is_exact(seed: int) -> None:
     x = torch.randn(8, 5, generator=torch.Generator().manual_seed(seed))
-    out = langevin_dynamics(quadratic, x, n_steps=1, step_size=0.5, noise_scale=0.0, clamp=None)
+    out = langevin_dynamics(quadratic, x,
+                            LangevinSettings(n_steps=1, step_size=0.5, noise_scale=0.0, clamp=None))
     assert torch.equal(out.samples, (1 - 0.5) * x)
 
 
 def test_one_step_matches_formula_with_noise_clip_and_clamp() -> None:
     x = torch.rand(16, 3)
     eta, sigma, c = 3.0, 0.2, 0.25
-    out = langevin_dynamics(quadratic, x, n_steps=1, step_size=eta, noise_scale=sigma,
-                            grad_clip=c, clamp=(0.0, 1.0),
+    out = langevin_dynamics(quadratic, x,
+                            LangevinSettings(n_steps=1, step_size=eta, noise_scale=sigma,
+                                             grad_clip=c, clamp=(0.0, 1.0)),
                             generator=torch.Generator().manual_seed(7))
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(7))
     expected = (x - eta * x.clamp(-c, c) + sigma * noise).clamp(0.0, 1.0)
@@ -60,8 +66,9 @@ def test_one_step_matches_formula_with_noise_clip_and_clamp() -> None:
 @given(clip=st.floats(1e-3, 1.0), eta=st.floats(0.01, 10.0))
 def test_clipping_bounds_the_move(clip: float, eta: float) -> None:
     x = 10 * torch.randn(32, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    out = langevin_dynamics(quadratic, x, n_steps=1, step_size=eta, noise_scale=0.0,
-                            grad_clip=clip, clamp=None)
+    out = langevin_dynamics(quadratic, x,
+                            LangevinSettings(n_steps=1, step_size=eta, noise_scale=0.0,
+                                             grad_clip=clip, clamp=None))
     assert float((out.samples - x).abs().max()) <= eta * clip * (1 + 1e-9)
 
 
@@ -72,9 +79,10 @@ def test_clamping_holds_every_step() -> None:
         seen.append(step.x.clone())
 
     x = torch.rand(10, 3, 4, 4)
-    out = langevin_dynamics(lambda v: -100 * v.flatten(1).sum(1), x, n_steps=4, step_size=1.0,
-                            noise_scale=0.5, clamp=(0.0, 1.0), callback=record,
-                            generator=torch.Generator().manual_seed(0))
+    out = langevin_dynamics(lambda v: -100 * v.flatten(1).sum(1), x,
+                            LangevinSettings(n_steps=4, step_size=1.0, noise_scale=0.5,
+                                             clamp=(0.0, 1.0)),
+                            callback=record, generator=torch.Generator().manual_seed(0))
     assert len(seen) == 4 and [s.shape for s in seen] == [x.shape] * 4
     for state in [*seen, out.samples]:
         assert float(state.min()) >= 0.0 and float(state.max()) <= 1.0
@@ -83,8 +91,8 @@ def test_clamping_holds_every_step() -> None:
 
 def test_no_gradient_left_on_parameters() -> None:
     net = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 1))
-    out = langevin_dynamics(lambda v: net(v).squeeze(1), torch.rand(5, 3), n_steps=3,
-                            step_size=0.1, noise_scale=0.01,
+    out = langevin_dynamics(lambda v: net(v).squeeze(1), torch.rand(5, 3),
+                            LangevinSettings(n_steps=3, step_size=0.1, noise_scale=0.01),
                             generator=torch.Generator().manual_seed(0))
     assert all(p.grad is None for p in net.parameters())
     assert not out.samples.requires_grad
@@ -96,8 +104,8 @@ def test_same_seed_bit_identical_different_seed_differs() -> None:
     x = torch.rand(4, 3, 6, 6)
 
     def run(seed: int) -> torch.Tensor:
-        return langevin_dynamics(lambda v: net(v).squeeze(1), x, n_steps=5, step_size=0.5,
-                                 noise_scale=0.05,
+        return langevin_dynamics(lambda v: net(v).squeeze(1), x,
+                                 LangevinSettings(n_steps=5, step_size=0.5, noise_scale=0.05),
                                  generator=torch.Generator().manual_seed(seed)).samples
 
     assert torch.equal(run(3), run(3))
@@ -109,7 +117,8 @@ def test_non_finite_chains_are_flagged_per_chain() -> None:
         shift = torch.tensor([-1.0, -1.0, 2.0, -1.0])  # chain 2 takes the root of a negative
         return quadratic(v) + torch.sqrt(v[:, 0] - shift)
 
-    out = langevin_dynamics(energy, torch.rand(4, 3), n_steps=2, step_size=0.1, noise_scale=0.0)
+    out = langevin_dynamics(energy, torch.rand(4, 3),
+                            LangevinSettings(n_steps=2, step_size=0.1, noise_scale=0.0))
     assert out.finite.tolist() == [True, True, False, True]
 
 
@@ -118,10 +127,10 @@ def test_bf16_autocast_close_to_fp32() -> None:
     net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.SiLU(), nn.AdaptiveAvgPool2d(1),
                         nn.Flatten(), nn.Linear(8, 1))
     x = torch.rand(4, 3, 8, 8)
-    kwargs = {"n_steps": 3, "step_size": 0.5, "noise_scale": 0.0}
-    ref = langevin_dynamics(lambda v: net(v).squeeze(1), x, **kwargs)  # type: ignore[arg-type]
-    low = langevin_dynamics(lambda v: net(v).squeeze(1), x, autocast_dtype=torch.bfloat16,
-                            **kwargs)  # type: ignore[arg-type]
+    settings = LangevinSettings(n_steps=3, step_size=0.5, noise_scale=0.0)
+    ref = langevin_dynamics(lambda v: net(v).squeeze(1), x, settings)
+    low = langevin_dynamics(lambda v: net(v).squeeze(1), x,
+                            dataclasses.replace(settings, autocast_dtype=torch.bfloat16))
     assert low.samples.dtype == torch.float32
     torch.testing.assert_close(low.samples, ref.samples, rtol=0, atol=2e-2)
 
@@ -136,10 +145,10 @@ def test_bad_arguments_name_themselves(kwargs: dict[str, object], name: str) -> 
     args: dict[str, object] = {"n_steps": 1, "step_size": 0.1, "noise_scale": 0.0}
     args.update(kwargs)
     with pytest.raises(ValueError, match=name):
-        langevin_dynamics(quadratic, torch.rand(2, 2), **args)  # type: ignore[arg-type]
+        langevin_dynamics(quadratic, torch.rand(2, 2), LangevinSettings(**args))  # type: ignore[arg-type]
 
 
 def test_energy_of_wrong_shape_is_rejected() -> None:
     with pytest.raises(ValueError, match="one value per input"):
-        langevin_dynamics(lambda v: v.sum(), torch.rand(3, 2), n_steps=1, step_size=0.1,
-                          noise_scale=0.0)
+        langevin_dynamics(lambda v: v.sum(), torch.rand(3, 2),
+                          LangevinSettings(n_steps=1, step_size=0.1, noise_scale=0.0))
