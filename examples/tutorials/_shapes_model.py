@@ -75,7 +75,7 @@ def train(args: argparse.Namespace, generator: torch.Generator) -> ShapesModel:
         eg.update_ema(ebm_ema, ebm)
         eg.update_ema(guide_ema, guide)
         if it % 250 == 0 or it == iterations:
-            print(f"training: it {it:5d}  cd {terms['cd'].item():+.4f}  "
+            print(f"training: it {it:5d}  cd {terms['cd'].item():+.3g}  "
                   f"align {terms['align'].item():.3f}  ({time.perf_counter() - start:.0f} s)",
                   flush=True)
     return ShapesModel(ebm_ema.module.eval(), guide_ema.module.eval(), sampler)

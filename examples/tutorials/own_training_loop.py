@@ -132,9 +132,9 @@ def get_args_parser() -> argparse.ArgumentParser:
         description="CLEL in your own training loop with your own backbone, encoder and data.")
     parser.add_argument("--iterations", type=int, default=400)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--n-steps", type=int, default=20, help="SGLD steps per iteration")
-    parser.add_argument("--step-size", type=float, default=1.0, help="SGLD step size")
-    parser.add_argument("--ebm-lr", type=float, default=1e-3,
+    parser.add_argument("--n-steps", type=int, default=40, help="SGLD steps per iteration")
+    parser.add_argument("--step-size", type=float, default=100.0, help="SGLD step size")
+    parser.add_argument("--ebm-lr", type=float, default=2e-4,
                         help="Adam learning rate of the EBM (the paper: 1e-4 for 100k iterations)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--manual", action="store_true",
@@ -156,7 +156,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     guide = eg.SimCLRGuide(MyEncoder(), latent_dim=32, hidden_dim=128, augment="strong")
     sampler = eg.SGLDSampler(
         data.shape[1:], buffer_size=1000, n_steps=args.n_steps, step_size=args.step_size,
-        noise_scale=0.005, augment="flip", generator=g)
+        noise_scale=0.01, augment="flip", generator=g)
     loss_fn = eg.CLELLoss(alpha=1.0, beta=0.01)
     eg.check_components(ebm, guide, sampler, loss_fn)  # TypeError naming a non-conforming part
     opts = eg.clel_optimizers(ebm, guide, total_iterations=args.iterations, ebm_lr=args.ebm_lr,
@@ -185,7 +185,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         eg.update_ema(ebm_ema, ebm)
         eg.update_ema(guide_ema, guide)
         if it % 50 == 0 or it == args.iterations:
-            print(f"it {it:4d}  " + "  ".join(f"{k} {v.item():+.3f}" for k, v in terms.items())
+            print(f"it {it:4d}  " + "  ".join(f"{k} {v.item():+.3g}" for k, v in terms.items())
                   + f"  ({time.perf_counter() - start:.0f} s)")
     # --8<-- [end:loop]
 

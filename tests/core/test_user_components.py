@@ -5,8 +5,7 @@ guide, sampler and loss (tests/core/test_conformance.py, no library base class, 
 attributes) run one CLEL iteration, evaluation (samples drawn through the sampler and scored),
 conditional and compositional sampling, and OOD detection.
 
-Not covered here: ``ebmguide.runner.Trainer`` builds its components from a config and cannot take
-a user's components yet.
+The Trainer with these parts: tests/run/test_user_protocols_trainer.py.
 """
 
 from __future__ import annotations
