@@ -69,8 +69,8 @@ class CudaStopwatch:
 
     def start(self) -> None:
         torch.cuda.synchronize(self.device)
-        self._begin = torch.cuda.Event(enable_timing=True)
-        self._end = torch.cuda.Event(enable_timing=True)
+        self._begin = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
+        self._end = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
         self._begin.record()
 
     def stop(self) -> float:
@@ -149,6 +149,7 @@ def accelerator(device: torch.device | str) -> dict[str, Any] | None:
     props = torch.cuda.get_device_properties(index)
     return {"name": props.name, "memory_gib": props.total_memory / 2**30,
             "capability": f"{props.major}.{props.minor}", "torch": torch.__version__,
-            "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
+            "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(),  # type: ignore[no-untyped-call]
             "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
             "clocks": clocks_mode(index)}

@@ -31,9 +31,11 @@ from ebmguide.runner import Trainer
 
 SEED = 7
 IMPLS = ("floor", "clel_step", "Trainer")
-# Nothing periodic but logging inside the timed iterations; the threads are the benchmark's.
+# Nothing periodic but logging inside the timed iterations; the threads are the benchmark's; the
+# sample grid the run writes when it stops (after the timed iterations) is kept small.
 _QUIET = ["train.iterations=1000000", "eval.every=0", "train.sample_every=1000000",
-          "train.checkpoint_every=1000000", "train.num_threads=0", "data.n_train=4096"]
+          "train.checkpoint_every=1000000", "train.num_threads=0", "data.n_train=4096",
+          "eval.fresh_steps=1", "eval.grid_size=4"]
 _CLEL_SMALL = ["data.size=32", "model.backbone=clel_resnet_small", "model.latent_dim=128",
                "model.hidden_dim=2048",
                "guide.encoder=cifar_resnet18", "guide.hidden_dim=2048", "sampler.buffer_size=1000",

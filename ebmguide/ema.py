@@ -48,7 +48,8 @@ def make_ema(
     decay = ema_decay(half_life_images, batch_size)
     check_int("copy_iterations", copy_iterations, low=0)
 
-    def average(averaged: list[Tensor], current: list[Tensor], num_averaged: Tensor) -> None:
+    def average(averaged: list[Tensor] | tuple[Tensor, ...],
+                current: list[Tensor] | tuple[Tensor, ...], num_averaged: Tensor | int) -> None:
         # In place, all parameters at once (foreach): a per-parameter average allocated two
         # temporaries per tensor and cost ~7 % of a CLEL-small iteration. AveragedModel reads
         # the update count on the host anyway, so reading it here adds no synchronisation.
