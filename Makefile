@@ -109,8 +109,9 @@ $(BENCH_STAMP): pyproject.toml Makefile
 	$(BENCH_PY) -c "import torch; assert torch.version.cuda is None, torch.__version__"
 	touch $(BENCH_STAMP)
 
-# `make bench` prints the tables of docs/performance.md (a few minutes on 2 cores);
-# `make bench BENCH_ARGS=` runs the full-size version.
+# `make bench` prints the tables of docs/performance.md (a few minutes on 2 cores, plus about six
+# minutes of CPU time for the iteration-floor row); `make bench BENCH_ARGS=` runs the full-size
+# version; `make bench BENCH_ARGS="--quick --device cuda"` on a GPU machine.
 bench: $(BENCH_STAMP)
 	$(BENCH_PY) -m benchmarks.run $(BENCH_ARGS)
 
