@@ -110,8 +110,10 @@ $(BENCH_STAMP): pyproject.toml Makefile
 	$(BENCH_PY) -c "import torch; assert torch.version.cuda is None, torch.__version__"
 	touch $(BENCH_STAMP)
 
-# `make bench` prints the tables of docs/performance.md (a few minutes on 2 cores);
-# `make bench BENCH_ARGS=` runs the full-size version.
+# `make bench` prints the tables of docs/performance.md (a few minutes on 2 cores, plus about six
+# minutes of CPU time for the iteration-floor row); `make bench BENCH_ARGS=` runs the full-size
+# version. On a GPU run `python -m benchmarks.run --quick --device cuda` from an environment with a
+# CUDA build of torch (.venv-bench holds the CPU build).
 bench: $(BENCH_STAMP)
 	$(BENCH_PY) -m benchmarks.run $(BENCH_ARGS)
 

@@ -26,7 +26,7 @@ def floor_sgld(
         if grad_clip is not None:
             grad = grad.clamp(-grad_clip, grad_clip)
         x.add_(grad, alpha=-step_size)
-        x.add_(torch.randn(x.shape, generator=generator), alpha=noise_scale)
+        x.add_(torch.randn(x.shape, generator=generator, device=x.device), alpha=noise_scale)
         if clamp is not None:
             x.clamp_(*clamp)
     return x

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 import ebmguide as eg
+from benchmarks.device import PeakMemory
 from benchmarks.energies import ClelCase, SamplerCase, clel_components
 from benchmarks.floor import floor_sgld
 from benchmarks.naive_clel import build_naive
@@ -20,13 +21,20 @@ from benchmarks.timing import interleaved, paired_ratio, summarize
 SEED = 7
 
 
+def _peak(row: dict[str, Any], peaks: PeakMemory, name: str) -> dict[str, Any]:
+    """``row`` with ``peak_mb`` (CUDA's max_memory_allocated over ``name``'s calls) when known."""
+    if name in peaks.peaks_mb:
+        row["peak_mb"] = peaks.peaks_mb[name]
+    return row
+
+
 def _ours(model: nn.Module, case: SamplerCase, **options: Any) -> Callable[[Tensor, int], Tensor]:
     def run(x0: Tensor, seed: int) -> Tensor:
         settings = eg.LangevinSettings(n_steps=case.steps, step_size=case.step_size,
                                        noise_scale=case.noise_scale, clamp=case.clamp, **options)
         return eg.langevin_dynamics(
             model.energy, x0, settings,  # type: ignore[arg-type]
-            generator=torch.Generator().manual_seed(seed)).samples
+            generator=torch.Generator(x0.device).manual_seed(seed)).samples
     return run
 
 
@@ -34,7 +42,8 @@ def _floor(model: nn.Module, case: SamplerCase) -> Callable[[Tensor, int], Tenso
     def run(x0: Tensor, seed: int) -> Tensor:
         return floor_sgld(model.energy, x0, n_steps=case.steps,  # type: ignore[arg-type]
                           step_size=case.step_size, noise_scale=case.noise_scale,
-                          clamp=case.clamp, generator=torch.Generator().manual_seed(seed))
+                          clamp=case.clamp,
+                          generator=torch.Generator(x0.device).manual_seed(seed))
     return run
 
 
@@ -42,24 +51,25 @@ def _max_diff(a: Tensor, b: Tensor) -> float:
     return float((a.float() - b.float()).abs().max())
 
 
-def sampler_rows(case: SamplerCase, *, repeats: int, clock: str,
-                 others: bool) -> list[dict[str, Any]]:
-    """ebmguide's sampler (and torchebm's, ebmkit's) against the floor on one energy."""
-    model = case.model()
-    x0 = case.start()
+def sampler_rows(case: SamplerCase, *, repeats: int, clock: str, others: bool,
+                 device: str = "cpu") -> list[dict[str, Any]]:
+    """ebmguide's sampler (and torchebm's, ebmkit's: CPU only) against the floor on one energy."""
+    model = case.model().to(device)
+    x0 = case.start().to(device)
     runners: dict[str, Callable[[Tensor, int], Tensor]] = {
         "floor": _floor(model, case), "ebmguide": _ours(model, case)}
     notes: dict[str, str] = {"floor": "bare loop", "ebmguide": f"ebmguide {eg.__version__}"}
     if others:
         for name, make in OTHERS.items():
-            run, note = make(model, case)
+            run, note = make(model, case) if device == "cpu" else (None, "CPU only here")
             notes[name] = note
             if run is not None:
                 runners[name] = run
     reference = runners["floor"](x0, SEED)
     moved = _max_diff(reference, x0)
     fns = {name: (lambda r=run: r(x0, SEED)) for name, run in runners.items()}
-    times = interleaved(fns, repeats=repeats, clock=clock)
+    peaks = PeakMemory(device)
+    times = interleaved(fns, repeats=repeats, clock=clock, device=device, peaks=peaks)
     rows = []
     for name, note in notes.items():
         row: dict[str, Any] = {"energy": case.name, "batch": case.batch, "steps": case.steps,
@@ -71,14 +81,15 @@ def sampler_rows(case: SamplerCase, *, repeats: int, clock: str,
                        vs_ebmguide=paired_ratio(times, name, "ebmguide").as_dict(),
                        max_diff_vs_floor=_max_diff(runners[name](x0, SEED), reference),
                        chain_moved=moved)
-        rows.append(row)
+        rows.append(_peak(row, peaks, name))
     return rows
 
 
-def option_rows(case: SamplerCase, *, repeats: int, clock: str) -> list[dict[str, Any]]:
+def option_rows(case: SamplerCase, *, repeats: int, clock: str,
+                device: str = "cpu") -> list[dict[str, Any]]:
     """Speed options of the sampler on one energy: each against the fp32 default."""
-    model = case.model()
-    x0 = case.start()
+    model = case.model().to(device)
+    x0 = case.start().to(device)
     variants: dict[str, tuple[Callable[[Tensor, int], Tensor], Tensor]] = {
         "default (fp32)": (_ours(model, case), x0),
         "bf16 autocast": (_ours(model, case, autocast_dtype=torch.bfloat16), x0),
@@ -92,14 +103,15 @@ def option_rows(case: SamplerCase, *, repeats: int, clock: str) -> list[dict[str
                   memory_format=torch.channels_last), x0)
     reference = variants["default (fp32)"][0](x0, SEED)
     fns = {name: (lambda r=run, x=x: r(x, SEED)) for name, (run, x) in variants.items()}
-    times = interleaved(fns, repeats=repeats, clock=clock)
+    peaks = PeakMemory(device)
+    times = interleaved(fns, repeats=repeats, clock=clock, device=device, peaks=peaks)
     rows = []
     for name, (run, x) in variants.items():
-        rows.append({"energy": case.name, "batch": case.batch, "steps": case.steps,
-                     "option": name,
-                     "per_step": summarize([t / case.steps for t in times[name]]).as_dict(),
-                     "speedup": paired_ratio(times, "default (fp32)", name).as_dict(),
-                     "max_diff": _max_diff(run(x, SEED), reference)})
+        rows.append(_peak({
+            "energy": case.name, "batch": case.batch, "steps": case.steps, "option": name,
+            "per_step": summarize([t / case.steps for t in times[name]]).as_dict(),
+            "speedup": paired_ratio(times, "default (fp32)", name).as_dict(),
+            "max_diff": _max_diff(run(x, SEED), reference)}, peaks, name))
     return rows
 
 
@@ -115,18 +127,19 @@ def _unfrozen(model: nn.Module, case: SamplerCase) -> Callable[[Tensor, int], Te
                                                         step_size=case.step_size,
                                                         noise_scale=case.noise_scale,
                                                         clamp=case.clamp),
-                                    generator=torch.Generator().manual_seed(seed)).samples
+                                    generator=torch.Generator(x0.device).manual_seed(seed)).samples
     return run
 
 
-def compile_row(case: SamplerCase, *, repeats: int, clock: str) -> dict[str, Any]:
+def compile_row(case: SamplerCase, *, repeats: int, clock: str,
+                device: str = "cpu") -> dict[str, Any]:
     """torch.compile on the energy network against eager, after compilation."""
-    model = case.model()
-    x0 = case.start()
+    model = case.model().to(device)
+    x0 = case.start().to(device)
     row: dict[str, Any] = {"energy": case.name, "batch": case.batch, "steps": case.steps,
                            "option": "torch.compile(backbone)"}
     try:
-        compiled = case.model()
+        compiled = case.model().to(device)
         compiled.backbone = torch.compile(compiled.backbone)  # type: ignore[assignment]
         start = time.perf_counter()
         _ours(compiled, case)(x0, SEED)
@@ -136,17 +149,17 @@ def compile_row(case: SamplerCase, *, repeats: int, clock: str) -> dict[str, Any
         return row
     eager, comp = _ours(model, case), _ours(compiled, case)
     times = interleaved({"eager": lambda: eager(x0, SEED), "compiled": lambda: comp(x0, SEED)},
-                        repeats=repeats, clock=clock)
+                        repeats=repeats, clock=clock, device=device)
     row.update(per_step=summarize([t / case.steps for t in times["compiled"]]).as_dict(),
                speedup=paired_ratio(times, "eager", "compiled").as_dict(),
                max_diff=_max_diff(comp(x0, SEED), eager(x0, SEED)))
     return row
 
 
-def _clel_fn(case: ClelCase, **step_options: Any) -> Callable[[], object]:
-    parts = clel_components(case, **step_options.pop("sampler_options", {}))
-    x = case.data()
-    g = torch.Generator().manual_seed(SEED)
+def _clel_fn(case: ClelCase, device: str = "cpu", **step_options: Any) -> Callable[[], object]:
+    parts = clel_components(case, device=device, **step_options.pop("sampler_options", {}))
+    x = case.data().to(device)
+    g = torch.Generator(device).manual_seed(SEED)
 
     def step() -> object:
         return eg.clel_step(parts["ebm"], parts["guide"], parts["sampler"], x,  # type: ignore[arg-type]
@@ -156,22 +169,28 @@ def _clel_fn(case: ClelCase, **step_options: Any) -> Callable[[], object]:
     return step
 
 
-def clel_rows(case: ClelCase, *, repeats: int, clock: str) -> list[dict[str, Any]]:
-    """A CLEL iteration: naive baseline, ebmguide defaults, and ebmguide's options."""
-    naive = build_naive(case)
-    x = case.data()
-    fns: dict[str, Callable[[], object]] = {
-        "naive (research-code habits)": lambda: naive.step(x),
-        "ebmguide clel_step (defaults)": _clel_fn(case),
-        "ebmguide, joint_forward=False": _clel_fn(case, joint_forward=False),
-        "ebmguide, bf16 sampler": _clel_fn(
-            case, sampler_options={"autocast_dtype": torch.bfloat16}),
-    }
-    times = interleaved(fns, repeats=repeats, clock=clock, warmup=1)
-    base = "naive (research-code habits)"
-    return [{"case": case.name, "batch": case.batch, "steps": case.steps, "impl": name,
-             "per_iter": summarize(times[name]).as_dict(),
-             "speedup_vs_naive": paired_ratio(times, base, name).as_dict()} for name in fns]
+def clel_rows(case: ClelCase, *, repeats: int, clock: str,
+              device: str = "cpu") -> list[dict[str, Any]]:
+    """A CLEL iteration: naive baseline (CPU only), ebmguide defaults, and ebmguide's options.
+
+    Off CPU the ratios are taken against ebmguide's defaults instead of the naive baseline.
+    """
+    fns: dict[str, Callable[[], object]] = {}
+    if device == "cpu":
+        naive = build_naive(case)
+        x = case.data()
+        fns["naive (research-code habits)"] = lambda: naive.step(x)
+    fns["ebmguide clel_step (defaults)"] = _clel_fn(case, device)
+    fns["ebmguide, joint_forward=False"] = _clel_fn(case, device, joint_forward=False)
+    fns["ebmguide, bf16 sampler"] = _clel_fn(
+        case, device, sampler_options={"autocast_dtype": torch.bfloat16})
+    peaks = PeakMemory(device)
+    times = interleaved(fns, repeats=repeats, clock=clock, warmup=1, device=device, peaks=peaks)
+    base = next(iter(fns))
+    return [_peak({"case": case.name, "batch": case.batch, "steps": case.steps, "impl": name,
+                   "per_iter": summarize(times[name]).as_dict(), "base": base,
+                   "speedup_vs_naive": paired_ratio(times, base, name).as_dict()}, peaks, name)
+            for name in fns]
 
 
 def linear_fit(xs: list[float], ys: list[float]) -> dict[str, float]:
@@ -189,7 +208,7 @@ def linear_fit(xs: list[float], ys: list[float]) -> dict[str, float]:
 
 
 def scaling_rows(case: ClelCase, *, steps: list[int], batches: list[int], repeats: int,
-                 clock: str) -> list[dict[str, Any]]:
+                 clock: str, device: str = "cpu") -> list[dict[str, Any]]:
     """clel_step time against K (batch fixed) and against B (K fixed), with linear fits."""
     from dataclasses import replace
 
@@ -197,8 +216,8 @@ def scaling_rows(case: ClelCase, *, steps: list[int], batches: list[int], repeat
     for axis, values in (("K", steps), ("B", batches)):
         cases = {v: replace(case, steps=v) if axis == "K" else replace(case, batch=v)
                  for v in values}
-        fns = {str(v): _clel_fn(c) for v, c in cases.items()}
-        times = interleaved(fns, repeats=repeats, clock=clock, warmup=1)
+        fns = {str(v): _clel_fn(c, device) for v, c in cases.items()}
+        times = interleaved(fns, repeats=repeats, clock=clock, warmup=1, device=device)
         medians = [summarize(times[str(v)]).median for v in values]
         fit = linear_fit([float(v) for v in values], medians)
         out.append({"case": case.name, "axis": axis, "values": values,

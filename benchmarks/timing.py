@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from benchmarks.device import PeakMemory, stopwatch
+
 CLOCKS: dict[str, Callable[[], float]] = {"cpu": time.process_time, "wall": time.perf_counter}
 
 
@@ -53,15 +55,25 @@ def summarize(values: list[float]) -> Summary:
 
 def interleaved(
     fns: Mapping[str, Callable[[], object]], *, repeats: int, warmup: int = 1,
-    clock: str = "cpu",
+    clock: str = "cpu", device: torch.device | str = "cpu", peaks: PeakMemory | None = None,
 ) -> dict[str, list[float]]:
     """Time every callable ``repeats`` times, interleaved in a rotated order.
+
+    Args:
+        fns: the implementations to time, by name.
+        repeats: timed calls of each.
+        warmup: untimed calls of each first.
+        clock: ``"cpu"`` or ``"wall"``, the host clock (used off CUDA).
+        device: where the work runs; on a CUDA device every call is timed with CUDA events
+            between two device synchronisations (:func:`benchmarks.device.stopwatch`).
+        peaks: filled with each implementation's peak of ``torch.cuda.max_memory_allocated``
+            (reset before every timed call).
 
     Returns:
         ``{name: [seconds per call, one per repetition]}``; index r of every list belongs to the
         same repetition, so ratios can be paired.
     """
-    tick = CLOCKS[clock]
+    watch = stopwatch(device, CLOCKS[clock])
     names = list(fns)
     for _ in range(warmup):
         for name in names:
@@ -73,9 +85,13 @@ def interleaved(
             gc.collect()
             gc.disable()
             try:
-                start = tick()
+                if peaks is not None:
+                    peaks.reset()
+                watch.start()
                 fns[name]()
-                times[name].append(tick() - start)
+                times[name].append(watch.stop())
+                if peaks is not None:
+                    peaks.record(name)
             finally:
                 gc.enable()
     return times
@@ -136,4 +152,5 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "cuda_version": torch.version.cuda,
     }

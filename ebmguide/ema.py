@@ -48,11 +48,17 @@ def make_ema(
     decay = ema_decay(half_life_images, batch_size)
     check_int("copy_iterations", copy_iterations, low=0)
 
-    def average(averaged: Tensor, current: Tensor, num_averaged: Tensor | int) -> Tensor:
-        copy = torch.as_tensor(num_averaged, device=averaged.device) < copy_iterations
-        return torch.where(copy, current, torch.lerp(current, averaged, decay))
+    def average(averaged: list[Tensor] | tuple[Tensor, ...],
+                current: list[Tensor] | tuple[Tensor, ...], num_averaged: Tensor | int) -> None:
+        # In place, all parameters at once (foreach): a per-parameter average allocated two
+        # temporaries per tensor and cost ~7 % of a CLEL-small iteration. AveragedModel reads
+        # the update count on the host anyway, so reading it here adds no synchronisation.
+        if int(num_averaged) < copy_iterations:
+            torch._foreach_copy_(averaged, current)
+        else:
+            torch._foreach_lerp_(averaged, current, 1.0 - decay)
 
-    return AveragedModel(model, avg_fn=average, use_buffers=False)
+    return AveragedModel(model, multi_avg_fn=average, use_buffers=False)
 
 
 @torch.no_grad()
