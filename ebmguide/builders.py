@@ -76,6 +76,7 @@ class TrainingData:
     kind: str
     cfg: RunConfig
     _held_out: Tensor | None = None
+    labels: Tensor | None = None  # (N,) int64 class labels of ``train``, when the data have them
 
     def batches(self, batch_size: int, seed: int, device: torch.device, *, rank: int = 0,
                 world_size: int = 1) -> InfiniteBatches[Tensor]:
@@ -135,8 +136,8 @@ def load_training_data(cfg: RunConfig) -> TrainingData:
         raise ValueError(f"data.path is required for data.name = {d.name!r}: the folder or "
                          f".tar.gz holding the images (nothing is downloaded), e.g. "
                          f"--set data.path=/data/cifar10.")
-    images = load_cifar10(d.path, "train").images
-    return TrainingData(images, tuple(images.shape[1:]), "image", cfg)
+    images, labels = load_cifar10(d.path, "train")
+    return TrainingData(images, tuple(images.shape[1:]), "image", cfg, labels=labels)
 
 
 def _in_size(shape: tuple[int, ...]) -> int:

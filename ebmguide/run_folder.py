@@ -34,7 +34,7 @@ __all__ = ["RUN_ENTRIES", "RunFolderError", "RunLock", "RunLockedError", "check_
 
 LOCK_NAME = ".lock"
 RUN_ENTRIES = ("config.toml", "metrics.jsonl", "checkpoints", "samples", "tensorboard",
-               "feature_net.pt", LOCK_NAME)
+               "feature_net.pt", "feature_net_in_domain.pt", LOCK_NAME)
 """What a training run writes in its folder; none of them may be a symbolic link."""
 _STALE = re.compile(r"\..+\.tmp")  # the hidden temporary files of atomic writes
 

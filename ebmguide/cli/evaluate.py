@@ -16,11 +16,12 @@ DESCRIPTION = """\
 Score samples of a checkpoint against real data with an independent feature network and print one
 table: the metric, the feature network, n generated, n real, the real-vs-real floor with the sizes
 of its two real sets, and the protocol. The metric is "FD (features: <net>)"; it is a standard
-"FID" only with --inception-weights (a local pt_inception-2015-12-05 file; needs torch-fidelity).
-Other feature networks: the shapes classifier (default for shapes runs; trained on generated data
-in seconds and cached in the run folder) or a network file (--feature-net: torch.export .pt2 or
-TorchScript). The guiding encoder, or any copy of it, is refused: sampling is steered towards its
-features.
+"FID" only with Inception-v3 weights (--inception-weights FILE or eval.inception_weights in the
+config: the local pt_inception-2015-12-05 file; needs torch-fidelity). Otherwise the config's
+eval.feature_net ("auto": the shapes classifier for shapes runs, else the in-domain network
+trained once on the run's training split; both cached in the run folder), or a network file
+(--feature-net: torch.export .pt2 or TorchScript). The guiding encoder, or any copy of it, is
+refused: sampling is steered towards its features.
 Every check runs before sampling. The buffer protocol saves its buffer after every round into
 the output folder (default <run>/evaluate-<protocol>-<checkpoint>-n<N>-seed<S>): run the same
 command again to resume a killed sweep from its last finished round.
@@ -64,24 +65,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def load_feature_net(args: argparse.Namespace, cfg: Any, run_dir: Path) -> tuple[Any, str]:
     """The feature network the options name, and its label."""
-    import torch
-
-    from ebmguide.metrics import inception_features, shapes_feature_net
+    from ebmguide.feature_choice import INCEPTION_LABEL
+    from ebmguide.metrics import inception_features
 
     if args.inception_weights:
-        return inception_features(args.inception_weights), "Inception-v3"
+        return inception_features(args.inception_weights), INCEPTION_LABEL
     if args.feature_net:
         if args.feature_net.lower() in ("guide", "encoder"):
             raise ValueError("the guiding encoder must not be the feature network: sampling is "
                              "steered towards its features, so it flatters the samples.")
         return _load_network_file(Path(args.feature_net))
-    if cfg.data.name == "shapes":
-        return shapes_feature_net(run_dir / "feature_net.pt", size=cfg.data.size), \
-            "shapes-classifier"
-    if cfg.data.name == "toy2d":
-        return torch.nn.Identity(), "coordinates"
-    raise ValueError("no feature network for this data: pass --inception-weights FILE for "
-                     "standard FID or --feature-net FILE (a TorchScript network).")
+    from ebmguide.builders import load_training_data
+    from ebmguide.feature_choice import choose_feature_net
+
+    def training_images() -> tuple[Any, Any]:
+        data = load_training_data(cfg)
+        return data.train, data.labels
+
+    choice = "auto" if cfg.eval.feature_net == "none" else cfg.eval.feature_net
+    chosen = choose_feature_net(
+        choice, data_name=cfg.data.name, kind="vector" if cfg.data.name == "toy2d" else "image",
+        size=cfg.data.size, inception_weights=cfg.eval.inception_weights,
+        training_images=training_images, run_dir=run_dir, seed=cfg.seed)
+    if chosen is None:  # cannot happen: "none" became "auto", which always finds a network
+        raise ValueError("no feature network for this run; pass --feature-net FILE.")
+    return chosen
 
 
 def _load_network_file(path: Path) -> tuple[Any, str]:
