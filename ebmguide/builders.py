@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -13,6 +13,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from ebmguide.config import RunConfig
 from ebmguide.data import InfiniteBatches, dequantize, load_cifar10, make_shapes, toy2d
+from ebmguide.data.streaming import LazyImages, StreamingBatches
 from ebmguide.ema import make_ema
 from ebmguide.energy import SphericalEBM
 from ebmguide.guide import SimCLRGuide
@@ -71,20 +72,27 @@ class TrainingData:
         kind: ``"image"`` or ``"vector"``.
     """
 
-    train: Tensor
+    train: Tensor | LazyImages  # LazyImages: streamed from disk (ebmguide.folder_data)
     shape: tuple[int, ...]
     kind: str
     cfg: RunConfig
     _held_out: Tensor | None = None
     labels: Tensor | None = None  # (N,) int64 class labels of ``train``, when the data have them
+    held_out_source: Tensor | LazyImages | None = None  # real images never trained on
+    info: dict[str, Any] = field(default_factory=dict)  # what was loaded, logged by the run
 
     def batches(self, batch_size: int, seed: int, device: torch.device, *, rank: int = 0,
-                world_size: int = 1) -> InfiniteBatches[Tensor]:
+                world_size: int = 1) -> InfiniteBatches[Tensor] | StreamingBatches:
         """The endless, resumable minibatch stream (dequantized when 8-bit).
 
         Under torchrun, ``rank`` of ``world_size`` gets a disjoint share of every epoch (pass the
-        same ``seed`` on every rank).
+        same ``seed`` on every rank). Streamed data give the same batches as in memory.
         """
+        if isinstance(self.train, LazyImages):
+            return StreamingBatches(self.train, batch_size,
+                                    generator=torch.Generator().manual_seed(seed), device=device,
+                                    transform=dequantize, rank=rank, world_size=world_size,
+                                    num_workers=self.cfg.data.num_workers)
         data = self.train.to(device)
         transform = dequantize if data.dtype == torch.uint8 else None
         return InfiniteBatches(data, batch_size, generator=torch.Generator().manual_seed(seed),
@@ -110,16 +118,18 @@ class TrainingData:
         """``want`` held-out samples, or as many as a finite test split has (at least ``need``)."""
         d = self.cfg.data
         g = torch.Generator().manual_seed(self.cfg.seed + _EVAL_SEED_OFFSET)
-        if d.name == "shapes":
+        if self.held_out_source is None and d.name == "shapes":
             return make_shapes(want, size=d.size, generator=g).images
-        if d.name == "toy2d":
+        if self.held_out_source is None and d.name == "toy2d":
             return toy2d(d.toy, want, generator=g)
-        test = load_cifar10(d.path, "test").images
+        test = (self.held_out_source if self.held_out_source is not None
+                else load_cifar10(d.path, "test").images)
         if len(test) < need:
             raise ValueError(f"the test split has {len(test)} images, fewer than the {need} asked "
                              f"for; lower eval.n_samples.")
         n = min(want, len(test))
-        return dequantize(test[torch.randperm(len(test), generator=g)[:n]], g)
+        pool = test[torch.randperm(len(test), generator=g)[:n]]
+        return dequantize(pool, g) if pool.dtype == torch.uint8 else pool.float()
 
 
 def load_training_data(cfg: RunConfig) -> TrainingData:
@@ -136,6 +146,10 @@ def load_training_data(cfg: RunConfig) -> TrainingData:
         raise ValueError(f"data.path is required for data.name = {d.name!r}: the folder or "
                          f".tar.gz holding the images (nothing is downloaded), e.g. "
                          f"--set data.path=/data/cifar10.")
+    if d.name == "image_folder":
+        from ebmguide.folder_data import load_folder_data
+
+        return load_folder_data(cfg)
     images, labels = load_cifar10(d.path, "train")
     return TrainingData(images, tuple(images.shape[1:]), "image", cfg, labels=labels)
 

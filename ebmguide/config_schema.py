@@ -34,6 +34,12 @@ class DataConfig:
     size: int = 16  # shapes: canvas side
     n_train: int = 20_000  # shapes / toy2d: number of generated training samples
     toy: str = "eight_gaussians"  # toy2d: one of ebmguide.data.TOY2D_NAMES
+    # image_folder (see ebmguide.folder_data): images held out for evaluation when the folder has
+    # no test split (0: 10 %, at most 10,000); folders decoding to more than max_memory_mb are
+    # streamed from disk by num_workers DataLoader workers (0 MB: always streamed)
+    held_out: int = 0
+    max_memory_mb: int = 2048
+    num_workers: int = 2
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ebmguide.data.streaming import LazyImages
 from ebmguide.feature_nets import inception_features, shapes_feature_net
 from ebmguide.in_domain import in_domain_feature_net
 
@@ -45,12 +46,14 @@ MIN_AUTO_IMAGES = 8
 _IN_DOMAIN_SEED_OFFSET = 104_729  # the in-domain network's seed: the run's seed + this
 
 
-def _subset(images: Tensor, labels: Tensor | None, seed: int) -> tuple[Tensor, Tensor | None]:
-    """At most :data:`MAX_IN_DOMAIN_IMAGES` images; labels of a single class count as none."""
+def _subset(images: Tensor | LazyImages, labels: Tensor | None, seed: int
+            ) -> tuple[Tensor, Tensor | None]:
+    """At most :data:`MAX_IN_DOMAIN_IMAGES` images as a tensor; one class counts as no labels."""
     if labels is not None and (len(labels) == 0 or bool((labels == labels[0]).all())):
         labels = None
     if len(images) <= MAX_IN_DOMAIN_IMAGES:
-        return images, labels
+        return (images if isinstance(images, Tensor) else images[torch.arange(len(images))],
+                labels)
     g = torch.Generator().manual_seed(seed)
     index = torch.randperm(len(images), generator=g)[:MAX_IN_DOMAIN_IMAGES].sort().values
     return images[index], None if labels is None else labels[index]
@@ -58,7 +61,7 @@ def _subset(images: Tensor, labels: Tensor | None, seed: int) -> tuple[Tensor, T
 
 def choose_feature_net(choice: str, *, data_name: str, kind: str, size: int,
                        inception_weights: str,
-                       training_images: Callable[[], tuple[Tensor, Tensor | None]],
+                       training_images: Callable[[], tuple[Tensor | LazyImages, Tensor | None]],
                        run_dir: str | Path | None, seed: int) -> tuple[nn.Module, str] | None:
     """The feature network of ``choice`` and its label, or ``None`` for no FD.
 

@@ -214,7 +214,11 @@ class RunLock:
     def release(self) -> None:
         """Drop the lock (idempotent); the lock file stays, empty of meaning."""
         if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor releases the flock
+            if os.name == "posix":  # unlock first: forked children (DataLoader workers) share it
+                import fcntl
+
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
             self._fd = None
 
     def __del__(self) -> None:

@@ -143,6 +143,8 @@ class Trainer:
             self.logger = RunLogger(self.run_dir, tensorboard=cfg.train.tensorboard,
                                     resume_iteration=self.iteration if resume is not None else None)
             self.logger.log_text("config", dumps_toml(cfg), self.iteration)
+            if self.data.info:  # what was loaded: sizes, held-out split and its seed
+                self.logger.log("data", self.iteration, self.data.info)
         # distributed: DDP-wrapped networks for the training step (the plain ones on one process)
         self.train_ebm, self.train_guide = wrap_ddp(self.parts.ebm, self.parts.guide, self.dist)
         self._evaluator: Evaluator | None = None
