@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ebmguide.builders import build_components, load_training_data, resolve_device
+from ebmguide.builders import TrainingData, build_components, load_training_data, resolve_device
 from ebmguide.checkpoint import CheckpointManager
 from ebmguide.config import RunConfig, config_to_dict, dumps_toml
 from ebmguide.distributed import (
@@ -105,19 +105,23 @@ class Trainer:
         dist: the torchrun context from :func:`ebmguide.distributed.init_distributed` for a
             data-parallel run (see docs/distributed.md); default: one process on ``cfg.device``.
             Call :meth:`close` before the process group is destroyed.
+        data: the training data, e.g. any map-style ``Dataset`` of images wrapped by
+            :func:`ebmguide.folder_data.dataset_training_data`; default: built from ``cfg.data``.
     """
 
     def __init__(self, cfg: RunConfig, run_dir: str | Path, *, resume: str | Path | None = None,
                  progress: bool | str = True,
                  hooks: Sequence[Callable[[Trainer, int], None]] = (),
-                 dist: DistributedContext | None = None) -> None:
+                 dist: DistributedContext | None = None,
+                 data: TrainingData | None = None) -> None:
         self.cfg, self.run_dir, self.hooks = cfg, Path(run_dir), hooks
         self.progress = resolve_progress(progress)
         if cfg.train.num_threads > 0:
             torch.set_num_threads(cfg.train.num_threads)
         self.dist = dist if dist is not None else local_context(resolve_device(cfg.device))
         self.device = self.dist.device
-        self.data = load_training_data(cfg)  # fails at once when the data is absent
+        # fails at once when the data is absent
+        self.data = data if data is not None else load_training_data(cfg)
         self.generator = torch.Generator(self.device).manual_seed(rank_seed(cfg.seed,
                                                                             self.dist.rank))
         # distributed: each rank builds with its share of the buffer and a global-batch EMA

@@ -185,3 +185,28 @@ def test_cli_trains_and_evaluates_a_flat_grayscale_folder_without_test_split(
     assert main(["evaluate", "--checkpoint", str(run), "--n", "6", "--steps", "1",
                  "--no-progress", "--out", str(tmp_path / "ev")]) == 0
     assert capsys.readouterr().out.splitlines()[-1].startswith("FD (features: in-domain rotation)")
+
+
+class Colour(Dataset[torch.Tensor]):
+    """Float RGB images in [0, 1]: a flat colour per item plus a little noise (no labels)."""
+
+    def __len__(self) -> int:
+        return 80
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(i)
+        base = torch.rand(3, 1, 1, generator=g)
+        return (base + 0.05 * torch.randn(3, 8, 8, generator=g)).clamp(0, 1)
+
+
+def test_the_trainer_takes_any_dataset_and_logs_an_in_domain_fd(tmp_path: Path) -> None:
+    from ebmguide.folder_data import dataset_training_data
+    from ebmguide.runner import Trainer
+
+    cfg = load_config(TINY, ["data.max_memory_mb=0", "data.num_workers=2",
+                             'eval.feature_net="in_domain"', "eval.every=3"])
+    data = dataset_training_data(Colour(), cfg)
+    assert data.info["streamed"] and data.info["held_out"] == 8
+    final = Trainer(cfg, tmp_path / "run", progress=False, data=data).run()
+    assert final["buffer_fd"] >= 0 and final["fd_floor"] >= 0
+    assert 0 <= final["feature_net_accuracy"] <= 1
