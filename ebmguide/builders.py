@@ -150,8 +150,14 @@ def load_training_data(cfg: RunConfig) -> TrainingData:
         from ebmguide.folder_data import load_folder_data
 
         return load_folder_data(cfg)
+    from ebmguide.folder_data import tensor_training_data
+
     images, labels = load_cifar10(d.path, "train")
-    return TrainingData(images, tuple(images.shape[1:]), "image", cfg, labels=labels)
+    try:  # checked now, not after training: without a test split, one is held out of train
+        test: Tensor | None = load_cifar10(d.path, "test").images
+    except FileNotFoundError:
+        test = None
+    return tensor_training_data(images, labels, cfg, test=test)
 
 
 def _in_size(shape: tuple[int, ...]) -> int:

@@ -23,14 +23,15 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, TensorDataset
 
 from ebmguide.builders import TrainingData
 from ebmguide.config import RunConfig
 from ebmguide.data.folder import scan_image_folder
 from ebmguide.data.streaming import LazyImages
 
-__all__ = ["HELD_OUT_SEED_OFFSET", "dataset_training_data", "held_out_size", "load_folder_data"]
+__all__ = ["HELD_OUT_SEED_OFFSET", "dataset_training_data", "held_out_size", "load_folder_data",
+           "tensor_training_data"]
 
 HELD_OUT_SEED_OFFSET = 7907
 """The held-out split taken from the training images is drawn with ``seed + 7907``."""
@@ -116,6 +117,25 @@ def dataset_training_data(dataset: Dataset[Any], cfg: RunConfig, *,
     held_store: Tensor | LazyImages = held if streamed else held[torch.arange(len(held))]
     return TrainingData(stored, tuple(train.shape[1:]), "image", cfg, labels=labels,
                         held_out_source=held_store, info=record)
+
+
+def tensor_training_data(images: Tensor, labels: Tensor | None, cfg: RunConfig, *,
+                         test: Tensor | None = None) -> TrainingData:
+    """In-memory images (e.g. CIFAR-10) as a run's data; without ``test``, a split is held out.
+
+    Args:
+        images: ``(N, C, H, W)`` uint8 training images.
+        labels: ``(N,)`` int64 labels, or ``None``.
+        cfg: the run's configuration.
+        test: ``(M, C, H, W)`` held-out images, or ``None`` (then ``data.held_out`` of
+            ``images`` are held out, as for image folders).
+    """
+    if test is None:
+        return dataset_training_data(TensorDataset(images), cfg, labels=labels,
+                                     info={"source": cfg.data.path})
+    _check_eval_sizes(cfg, len(images), len(test))
+    return TrainingData(images, tuple(images.shape[1:]), "image", cfg, labels=labels,
+                        held_out_source=test)
 
 
 def load_folder_data(cfg: RunConfig) -> TrainingData:

@@ -210,3 +210,17 @@ def test_the_trainer_takes_any_dataset_and_logs_an_in_domain_fd(tmp_path: Path) 
     final = Trainer(cfg, tmp_path / "run", progress=False, data=data).run()
     assert final["buffer_fd"] >= 0 and final["fd_floor"] >= 0
     assert 0 <= final["feature_net_accuracy"] <= 1
+
+
+def test_cifar10_layout_without_a_test_split_holds_images_out_before_training(
+        tmp_path: Path) -> None:
+    from ebmguide.builders import load_training_data
+
+    for label in ("airplane", "automobile"):
+        write_pngs(tmp_path / "c" / "train" / label, 10, mode="RGB", size=(8, 8))
+    cfg = load_config(TINY, ['data.name="cifar10"', f'data.path="{tmp_path / "c"}"'])
+    data = load_training_data(cfg)
+    assert isinstance(data.train, torch.Tensor) and len(data.train) == 18
+    assert data.info["held_out"] == 2 and data.info["held_out_from"] == "training images"
+    assert data.labels is not None and len(data.labels) == 18
+    assert data.held_out(2).shape == (2, 3, 8, 8)
