@@ -146,7 +146,7 @@ class EvalConfig:
     every: int = 0  # 0: only at the end (and at the start when > 0)
     n_samples: int = 500
     # "auto": shapes classifier (shapes), coordinates (vectors), Inception-v3 when
-    # inception_weights is set, else the in-domain network (ebmguide.in_domain); see docs/metrics
+    # inception_weights is set, else the in-domain network (ebmguide.in_domain); docs/cli.md
     feature_net: Literal["auto", "shapes_classifier", "in_domain", "inception", "none"] = "auto"
     inception_weights: str = ""  # local pt_inception-2015-12-05 .pth file: standard FID
     fresh_steps: int = 0  # SGLD steps of the fresh chains in grids; 0: sampler.n_steps

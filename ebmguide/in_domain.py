@@ -11,7 +11,7 @@ called FID (that name belongs to the standard Inception-v3 weights).
 their labels, the seed and the settings, so that training and ``ebmguide evaluate`` train it once.
 
 On one CPU thread, the default settings train on 50,000 16×16 images in well under a minute
-(see ``docs/metrics``).
+(measured in ``docs/recipes/cifar10.md``).
 """
 
 from __future__ import annotations

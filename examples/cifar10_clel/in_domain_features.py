@@ -5,9 +5,9 @@
     python examples/cifar10_clel/in_domain_features.py --smoke                         # CI
 
 The network is what ``eval.feature_net = "auto"`` trains for a run without Inception weights
-(see docs/metrics). The script exits with status 1 when the held-out accuracy is below
-``--min-accuracy`` (default 0.5 for the 10 classes, whose chance level is 0.1; 0.5 for the 4
-rotations, chance 0.25).
+(see docs/cli.md, "ebmguide evaluate"). The script exits with status 1 when the held-out
+accuracy is below ``--min-accuracy`` (default 0.5 for the 10 classes, whose chance level is 0.1;
+0.5 for the 4 rotations, chance 0.25).
 """
 
 from __future__ import annotations
