@@ -16,11 +16,12 @@ DESCRIPTION = """\
 Score samples of a checkpoint against real data with an independent feature network and print one
 table: the metric, the feature network, n generated, n real, the real-vs-real floor with the sizes
 of its two real sets, and the protocol. The metric is "FD (features: <net>)"; it is a standard
-"FID" only with --inception-weights (a local pt_inception-2015-12-05 file; needs torch-fidelity).
-Other feature networks: the shapes classifier (default for shapes runs; trained on generated data
-in seconds and cached in the run folder) or a network file (--feature-net: torch.export .pt2 or
-TorchScript). The guiding encoder, or any copy of it, is refused: sampling is steered towards its
-features.
+"FID" only with Inception-v3 weights (--inception-weights FILE or eval.inception_weights in the
+config: the local pt_inception-2015-12-05 file; needs torch-fidelity). Otherwise the config's
+eval.feature_net ("auto": the shapes classifier for shapes runs, else the in-domain network
+trained once on the run's training split; both cached in the run folder), or a network file
+(--feature-net: torch.export .pt2 or TorchScript). The guiding encoder, or any copy of it, is
+refused: sampling is steered towards its features.
 Every check runs before sampling. The buffer protocol saves its buffer after every round into
 the output folder (default <run>/evaluate-<protocol>-<checkpoint>-n<N>-seed<S>): run the same
 command again to resume a killed sweep from its last finished round.

@@ -6,11 +6,15 @@
 - :mod:`ebmguide.data.toy2d`: classic 2-D densities;
 - :mod:`ebmguide.data.cifar`: CIFAR-10 from python batches, an image folder or an archive, and
   dequantization;
-- :mod:`ebmguide.data.loader`: endless, resumable, shardable minibatches.
+- :mod:`ebmguide.data.folder`: image folders (flat, by class, or split) of any size and channel
+  count, read lazily;
+- :mod:`ebmguide.data.loader`: endless, resumable, shardable minibatches, and
+  :mod:`ebmguide.data.streaming`: the same streamed from any map-style ``Dataset`` by workers.
 """
 
 from ebmguide.data.cifar import CIFAR10_CLASSES, LabelledImages, dequantize, load_cifar10
 from ebmguide.data.factors import read_factors
+from ebmguide.data.folder import FolderSplits, ImageFolder, scan_image_folder
 from ebmguide.data.loader import BatchTransform, InfiniteBatches
 from ebmguide.data.shapes import (
     COLOUR_RGB,
@@ -27,6 +31,7 @@ from ebmguide.data.shapes import (
     make_shapes,
     make_shifted_shapes,
 )
+from ebmguide.data.streaming import LazyImages, StreamingBatches
 from ebmguide.data.toy2d import (
     TOY2D_NAMES,
     checkerboard,
@@ -52,10 +57,14 @@ __all__ = [
     "SHIFT_KINDS",
     "TOY2D_NAMES",
     "BatchTransform",
+    "FolderSplits",
+    "ImageFolder",
     "InfiniteBatches",
     "LabelledImages",
+    "LazyImages",
     "ShapesConfig",
     "ShapesData",
+    "StreamingBatches",
     "checkerboard",
     "dequantize",
     "eight_gaussians",
@@ -65,6 +74,7 @@ __all__ = [
     "make_shifted_shapes",
     "read_factors",
     "rings",
+    "scan_image_folder",
     "swiss_roll",
     "toy2d",
     "twentyfive_gaussians",

@@ -20,17 +20,18 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ebmguide.feature_choice import INCEPTION_LABEL
 from ebmguide.feature_nets import check_not_guide
 from ebmguide.grid import save_panels, to_uint8
 from ebmguide.metrics import FrechetScorer, kernel_distance
 from ebmguide.run.checkpoints import find_checkpoint, load_run
 from ebmguide.run.components import networks_from_checkpoint, sample_shape
 from ebmguide.run.config import RunConfig
+from ebmguide.run.data_sources import load_training_data
 from ebmguide.run.evaluation_inputs import EvaluateOptions, load_feature_net, load_samples
 from ebmguide.run.evaluator import SweepState, buffer_protocol, fresh_chains
 from ebmguide.run.progress import progress_bar
 from ebmguide.run.real_sets import RealSets, real_sets
-from ebmguide.run.training_data import load_training_data
 from ebmguide.torch_utils import resolve_device
 
 __all__ = ["EvaluationPlan", "SweepFolder", "draw", "prepare", "score"]
@@ -208,7 +209,9 @@ def _write_samples(x: Tensor, folder: Path) -> None:
 def score(plan: EvaluationPlan, fake: Tensor) -> dict[str, Any]:
     """FD (and KID) of ``fake`` with everything the table prints."""
     sets, fd_name = plan.sets, plan.features
-    metric = "FID" if plan.args.inception_weights else f"FD (features: {fd_name})"
+    standard = fd_name == INCEPTION_LABEL and bool(plan.args.inception_weights
+                                                   or plan.cfg.eval.inception_weights)
+    metric = "FID" if standard else f"FD (features: {fd_name})"
     result = plan.scorer.with_floor(fake)
     values: dict[str, Any] = {
         "metric": metric, "fd": result.fd, "fd_floor": result.floor, "features": fd_name,
@@ -216,6 +219,9 @@ def score(plan: EvaluationPlan, fake: Tensor) -> dict[str, Any]:
         "floor_sets": sets.plan.floor_label, "protocol": plan.protocol,
         "checkpoint": str(plan.checkpoint),
     }
+    accuracy = getattr(plan.feature_net, "held_out_accuracy", None)
+    if isinstance(accuracy, float):  # the in-domain network's held-out accuracy on its task
+        values["feature_net_accuracy"] = accuracy
     if plan.args.kid:
         kid, kid_std = kernel_distance(sets.reference, fake, plan.feature_net, features=fd_name,
                                        subset_size=plan.kid_size)

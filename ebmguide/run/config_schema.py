@@ -78,6 +78,12 @@ class DataConfig:
     size: int = 16  # shapes: canvas side
     n_train: int = 20_000  # shapes / toy2d: number of generated training samples
     toy: str = "eight_gaussians"  # toy2d: one of ebmguide.data.TOY2D_NAMES
+    # image_folder (see ebmguide.run.data_sources): images held out for evaluation when the folder
+    # has no test split (0: 10 %, at most 10,000); folders decoding to more than max_memory_mb are
+    # streamed from disk by num_workers DataLoader workers (0 MB: always streamed)
+    held_out: int = 0
+    max_memory_mb: int = 2048
+    num_workers: int = 2
 
     def __post_init__(self) -> None:
         _check_name("data.name", self.name, DATA_NAMES)
@@ -202,7 +208,10 @@ class EvalConfig:
 
     every: int = 0  # 0: only at the end (and at the start when > 0)
     n_samples: int = 500
-    feature_net: Literal["auto", "shapes_classifier", "none"] = "auto"
+    # "auto": shapes classifier (shapes), coordinates (vectors), Inception-v3 when
+    # inception_weights is set, else the in-domain network (ebmguide.in_domain); docs/cli.md
+    feature_net: Literal["auto", "shapes_classifier", "in_domain", "inception", "none"] = "auto"
+    inception_weights: str = ""  # local pt_inception-2015-12-05 .pth file: standard FID
     fresh_steps: int = 0  # SGLD steps of the fresh chains in grids; 0: sampler.n_steps
     grid_size: int = 64
 

@@ -11,7 +11,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ebmguide.feature_nets import inception_features, shapes_feature_net
+from ebmguide.data.streaming import LazyImages
+from ebmguide.feature_choice import INCEPTION_LABEL, choose_feature_net
+from ebmguide.feature_nets import inception_features
 from ebmguide.run.checkpoint_sampling import SampleOptions
 from ebmguide.run.config import RunConfig
 
@@ -36,19 +38,26 @@ def load_feature_net(options: EvaluateOptions, cfg: RunConfig,
     """The feature network the options name (or the data's default), and its label."""
     args = options
     if args.inception_weights:
-        return inception_features(args.inception_weights), "Inception-v3"
+        return inception_features(args.inception_weights), INCEPTION_LABEL
     if args.feature_net:
         if args.feature_net.lower() in ("guide", "encoder"):
             raise ValueError("the guiding encoder must not be the feature network: sampling is "
                              "steered towards its features, so it flatters the samples.")
         return _load_network_file(Path(args.feature_net))
-    if cfg.data.name == "shapes":
-        return shapes_feature_net(run_dir / "feature_net.pt", size=cfg.data.size), \
-            "shapes-classifier"
-    if cfg.data.name == "toy2d":
-        return torch.nn.Identity(), "coordinates"
-    raise ValueError("no feature network for this data: pass --inception-weights FILE for "
-                     "standard FID or --feature-net FILE (a TorchScript network).")
+    from ebmguide.run.data_sources import load_training_data
+
+    def training_images() -> tuple[Tensor | LazyImages, Tensor | None]:
+        data = load_training_data(cfg)
+        return data.train, data.labels
+
+    choice = "auto" if cfg.eval.feature_net == "none" else cfg.eval.feature_net
+    chosen = choose_feature_net(
+        choice, data_name=cfg.data.name, kind="vector" if cfg.data.name == "toy2d" else "image",
+        size=cfg.data.size, inception_weights=cfg.eval.inception_weights,
+        training_images=training_images, run_dir=run_dir, seed=cfg.seed)
+    if chosen is None:  # cannot happen: "none" became "auto", which always finds a network
+        raise ValueError("no feature network for this run; pass --feature-net FILE.")
+    return chosen
 
 
 def _load_network_file(path: Path) -> tuple[nn.Module, str]:

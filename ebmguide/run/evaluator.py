@@ -9,7 +9,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from ebmguide.feature_nets import factor_statistics, shapes_feature_net
+from ebmguide.feature_choice import choose_feature_net
+from ebmguide.feature_nets import factor_statistics
 from ebmguide.metrics import FrechetScorer
 from ebmguide.protocols import EnergyFn, EnergyModel
 from ebmguide.run.components import build_sampler, init_range, langevin_settings
@@ -140,9 +141,11 @@ def _floor_arg(sets: RealSets) -> Tensor | tuple[Tensor, Tensor]:
 class Evaluator:
     """Scores samples of a run against held-out real data with an independent feature network.
 
-    Shapes data: FD on the features of the shapes classifier (trained on generated data and cached
-    in ``<run>/feature_net.pt``) with its real-vs-real floor, plus the rule-based factor statistics.
-    Toy 2-D data: FD on the coordinates. Other data: nothing unless a feature network is given.
+    The feature network is ``eval.feature_net`` (see :mod:`ebmguide.feature_choice`): for shapes
+    data the shapes classifier (cached in ``<run>/feature_net.pt``), plus the rule-based factor
+    statistics; for toy 2-D data the coordinates; for other images Inception-v3 when
+    ``eval.inception_weights`` is set, else the in-domain network trained once on the training
+    split (cached in ``<run>/feature_net_in_domain.pt``). Every FD comes with its floor.
 
     Args:
         cfg: the run's configuration.
@@ -155,18 +158,17 @@ class Evaluator:
     def __init__(self, cfg: RunConfig, data: TrainingData, run_dir: str | Path, *,
                  feature_net: nn.Module | None = None, features: str | None = None) -> None:
         self.cfg, self.n = cfg, cfg.eval.n_samples
-        choice = cfg.eval.feature_net
         self.shapes = cfg.data.name == "shapes"
-        if feature_net is None and choice != "none":
-            if self.shapes and choice in ("auto", "shapes_classifier"):
-                feature_net = shapes_feature_net(Path(run_dir) / "feature_net.pt",
-                                                 size=cfg.data.size)
-                features = "shapes-classifier"
-            elif data.kind == "vector" and choice == "auto":
-                feature_net, features = nn.Identity(), "coordinates"
-            elif choice == "shapes_classifier":
-                raise ValueError("eval.feature_net = \"shapes_classifier\" needs shapes data.")
+        if feature_net is None:
+            chosen = choose_feature_net(
+                cfg.eval.feature_net, data_name=cfg.data.name, kind=data.kind,
+                size=cfg.data.size, inception_weights=cfg.eval.inception_weights,
+                training_images=lambda: (data.train, data.labels), run_dir=run_dir,
+                seed=cfg.seed)
+            feature_net, features = (None, None) if chosen is None else chosen
         self.features = features or "custom"
+        accuracy = getattr(feature_net, "held_out_accuracy", None)  # in-domain network's task
+        self.feature_accuracy = accuracy if isinstance(accuracy, float) else None
         # The paper's monitoring protocol: the reference is the held-out split, up to n images
         # (all 10,000 CIFAR-10 test images at n = 10,000); the floor compares it with as many
         # other real images (see ebmguide.run.real_sets).
@@ -192,6 +194,8 @@ class Evaluator:
         if self.scorer is not None:
             out[f"{prefix}_fd"] = self.scorer(fake)
             out["fd_floor"] = self.scorer.floor
+            if self.feature_accuracy is not None:
+                out["feature_net_accuracy"] = self.feature_accuracy
         if self.shapes:
             stats = factor_statistics(fake, self.real[: self.n])
             out.update({f"{prefix}_{k}": v for k, v in stats.items()})

@@ -34,7 +34,7 @@ __all__ = ["RUN_ENTRIES", "RunFolderError", "RunLock", "RunLockedError", "check_
 
 LOCK_NAME = ".lock"
 RUN_ENTRIES = ("config.toml", "metrics.jsonl", "checkpoints", "samples", "tensorboard",
-               "feature_net.pt", LOCK_NAME)
+               "feature_net.pt", "feature_net_in_domain.pt", LOCK_NAME)
 """What a training run writes in its folder; none of them may be a symbolic link."""
 _STALE = re.compile(r"\..+\.tmp")  # the hidden temporary files of atomic writes
 
@@ -214,7 +214,11 @@ class RunLock:
     def release(self) -> None:
         """Drop the lock (idempotent); the lock file stays, empty of meaning."""
         if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor releases the flock
+            if os.name == "posix":  # unlock first: forked children (DataLoader workers) share it
+                import fcntl
+
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
             self._fd = None
 
     def __del__(self) -> None:

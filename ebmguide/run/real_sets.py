@@ -120,7 +120,8 @@ class RealSets(NamedTuple):
 
 def held_out_name(data: TrainingData) -> str:
     """``"test"`` for a dataset with a test split, ``"held-out"`` for generated data."""
-    return "held-out" if data.cfg.data.name in ("shapes", "toy2d") else "test"
+    generated = data.test is None and data.cfg.data.name in ("shapes", "toy2d")
+    return "held-out" if generated else "test"
 
 
 def split_sizes(data: TrainingData) -> dict[str, int | None]:
@@ -128,6 +129,8 @@ def split_sizes(data: TrainingData) -> dict[str, int | None]:
     name = held_out_name(data)
     if name == "held-out":
         return {"train": len(data.train), name: None}
+    if data.test is not None:  # known without loading it (a streamed folder)
+        return {"train": len(data.train), name: len(data.test)}
     return {"train": len(data.train), name: len(data.held_out(sys.maxsize, at_least=1))}
 
 

@@ -59,6 +59,7 @@ from ebmguide.run.checkpoints import (
 )
 from ebmguide.run.components import build_components
 from ebmguide.run.config import RunConfig, config_to_dict, dumps_toml
+from ebmguide.run.data_sources import load_training_data
 from ebmguide.run.divergence import (
     ROLLBACK_SEED_STRIDE,
     DivergenceError,
@@ -80,7 +81,7 @@ from ebmguide.run.rank_hooks import (
     rank_zero_checkpoints,
     select_rank_state,
 )
-from ebmguide.run.training_data import TrainingData, load_training_data
+from ebmguide.run.training_data import TrainingData
 from ebmguide.run.training_log import TrainingLog
 from ebmguide.torch_utils import resolve_device
 from ebmguide.training import clel_step
@@ -109,7 +110,9 @@ class Trainer:
         sampler: your sampler (a :class:`~ebmguide.protocols.LangevinSampler` with a replay
             buffer, such as :class:`~ebmguide.sampling.SGLDSampler`) instead of ``cfg.sampler``'s.
         data: your training data (:class:`~ebmguide.run.training_data.TrainingData`, e.g. from
-            :meth:`~ebmguide.run.training_data.TrainingData.from_tensors`) instead of ``cfg.data``.
+            :meth:`~ebmguide.run.training_data.TrainingData.from_tensors`, or any map-style
+            ``Dataset`` of images wrapped by
+            :func:`~ebmguide.run.data_sources.dataset_training_data`) instead of ``cfg.data``.
             A resumed run must be given the same components again (checkpoints hold tensors only).
     """
 
@@ -151,6 +154,8 @@ class Trainer:
             self.logger = RunLogger(self.run_dir, tensorboard=cfg.train.tensorboard,
                                     resume_iteration=self.iteration if resume is not None else None)
             self.logger.log_text("config", dumps_toml(cfg), self.iteration)
+            if self.data.info:  # what was loaded: sizes, held-out split and its seed
+                self.logger.log("data", self.iteration, self.data.info)
         # distributed: DDP-wrapped networks for the training step (the plain ones on one process)
         if self.dist.enabled and isinstance(self.parts.guide, SimCLRGuide):
             self.parts.guide.gather_distributed = True  # NT-Xent over the global batch

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from ebmguide.data import InfiniteBatches, dequantize, load_cifar10, make_shapes, toy2d
+from ebmguide.data.streaming import LazyImages, StreamingBatches
 from ebmguide.run.config import RunConfig
 from ebmguide.run.config_schema import is_import_path
-from ebmguide.run.imports import import_object
 
-__all__ = ["TrainingData", "load_training_data"]
+__all__ = ["TrainingData"]
 
 _EVAL_SEED_OFFSET = 7919  # held-out shapes/toy data use seed + this offset: disjoint from training
 
@@ -22,17 +23,24 @@ class TrainingData:
     """The training set and how to get held-out real data for evaluation.
 
     Attributes:
-        train: ``(N, *shape)`` uint8 (8-bit images, dequantized per batch) or float.
+        train: ``(N, *shape)`` uint8 (8-bit images, dequantized per batch) or float; or
+            :class:`~ebmguide.data.streaming.LazyImages` streamed from disk.
         shape: the shape of one sample.
         kind: ``"image"`` or ``"vector"``.
+        cfg: the run's configuration.
+        test: held-out samples given with the data, never trained on (else by ``cfg.data``).
+        labels: ``(N,)`` int64 class labels of ``train``, when the data have them.
+        info: what was loaded (sizes, the held-out split and its seed), logged by the run.
     """
 
-    train: Tensor
+    train: Tensor | LazyImages
     shape: tuple[int, ...]
     kind: str
     cfg: RunConfig
     _held_out: Tensor | None = None
-    test: Tensor | None = None  # held-out samples given with the data (else by ``cfg.data``)
+    test: Tensor | LazyImages | None = None
+    labels: Tensor | None = None
+    info: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_tensors(cls, train: Tensor, cfg: RunConfig, *,
@@ -64,12 +72,17 @@ class TrainingData:
         return cls(train, tuple(train.shape[1:]), kind, cfg, test=test)
 
     def batches(self, batch_size: int, seed: int, device: torch.device, *, rank: int = 0,
-                world_size: int = 1) -> InfiniteBatches[Tensor]:
+                world_size: int = 1) -> InfiniteBatches[Tensor] | StreamingBatches:
         """The endless, resumable minibatch stream (dequantized when 8-bit).
 
         Under torchrun, ``rank`` of ``world_size`` gets a disjoint share of every epoch (pass the
-        same ``seed`` on every rank).
+        same ``seed`` on every rank). Streamed data give the same batches as in memory.
         """
+        if isinstance(self.train, LazyImages):
+            return StreamingBatches(self.train, batch_size,
+                                    generator=torch.Generator().manual_seed(seed), device=device,
+                                    transform=dequantize, rank=rank, world_size=world_size,
+                                    num_workers=self.cfg.data.num_workers)
         data = self.train.to(device)
         transform = dequantize if data.dtype == torch.uint8 else None
         return InfiniteBatches(data, batch_size, generator=torch.Generator().manual_seed(seed),
@@ -109,37 +122,11 @@ class TrainingData:
         return dequantize(test[torch.randperm(len(test), generator=g)[:n]], g)
 
 
-def _given_held_out(pool: Tensor, want: int, need: int, g: torch.Generator) -> Tensor:
+def _given_held_out(pool: Tensor | LazyImages, want: int, need: int,
+                    g: torch.Generator) -> Tensor:
     """A fixed random subset of ``pool`` as floats (8-bit images dequantized)."""
     if len(pool) < need:
         raise ValueError(f"the held-out data have {len(pool)} samples, fewer than the {need} "
                          f"asked for; lower eval.n_samples.")
     picked = pool[torch.randperm(len(pool), generator=g)[:min(want, len(pool))]]
     return dequantize(picked, g) if picked.dtype == torch.uint8 else picked.float()
-
-
-def _imported_data(cfg: RunConfig) -> TrainingData:
-    """The data of the function ``data.name`` names, called with ``[data.args]``."""
-    out = import_object(cfg.data.name, key="data.name")(**cfg.data.args)
-    train, test = out if isinstance(out, (tuple, list)) and len(out) == 2 else (out, None)
-    return TrainingData.from_tensors(train, cfg, test=test)
-
-
-def load_training_data(cfg: RunConfig) -> TrainingData:
-    """Generate or load the training set named by ``cfg.data`` (fails at once when absent)."""
-    d = cfg.data
-    if is_import_path(d.name):
-        return _imported_data(cfg)
-    g = torch.Generator().manual_seed(cfg.seed)
-    if d.name == "shapes":
-        images = make_shapes(d.n_train, size=d.size, generator=g).images
-        return TrainingData(images, tuple(images.shape[1:]), "image", cfg)
-    if d.name == "toy2d":
-        points = toy2d(d.toy, d.n_train, generator=g)
-        return TrainingData(points, (2,), "vector", cfg)
-    if not d.path:
-        raise ValueError(f"data.path is required for data.name = {d.name!r}: the folder or "
-                         f".tar.gz holding the images (nothing is downloaded), e.g. "
-                         f"--set data.path=/data/cifar10.")
-    images = load_cifar10(d.path, "train").images
-    return TrainingData(images, tuple(images.shape[1:]), "image", cfg)

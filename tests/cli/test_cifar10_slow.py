@@ -35,7 +35,7 @@ def test_clel_base_recipe_runs_on_real_cifar10(tmp_path: Path) -> None:
     cfg = load_config("cifar10_clel_base", [
         f"data.path={json.dumps(str(cifar10_path()))}", "device=cpu",
         f"train.iterations={iterations}", "train.log_every=1", "train.tensorboard=false",
-        "eval.grid_size=16", "eval.fresh_steps=2",
+        "eval.grid_size=16", "eval.fresh_steps=2", "eval.feature_net=none",
     ])
     assert (cfg.train.batch_size, cfg.sampler.n_steps, cfg.model.backbone) == (
         64, 60, "clel_resnet_base")

@@ -199,7 +199,7 @@ def test_held_out_split_smaller_than_twice_the_eval_samples(tmp_path: Path) -> N
     give all of its images, not fail at the first sample grid, and fewer than n is a clear error.
     """
     from ebmguide.run.config import load_config
-    from ebmguide.run.training_data import load_training_data
+    from ebmguide.run.data_sources import load_training_data
 
     write_batches(tmp_path / "batches", protocol=2)
     cfg = load_config("cifar10_cpu", [f'data.path="{tmp_path / "batches"}"',

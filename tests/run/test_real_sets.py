@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from ebmguide.run.config import load_config
+from ebmguide.run.data_sources import load_training_data
 from ebmguide.run.evaluator import Evaluator
 from ebmguide.run.real_sets import RealPart, plan_real_sets, real_sets
-from ebmguide.run.training_data import load_training_data
 
 CIFAR = {"train": 50_000, "test": 10_000}
 
