@@ -40,14 +40,15 @@ width = 5
 """
 
 
-def _config(tmp_path: Path) -> Path:
+def tiny_config_with(tmp_path: Path, sections: str = USER) -> Path:
+    """The tiny run's config file with its [data], [model] and [guide] replaced by ``sections``."""
     base = TINY.read_text()
-    for section in ("[data]", "[model]", "[guide]"):  # the tiny run's sections, replaced
+    for section in ("[data]", "[model]", "[guide]"):
         start = base.index(section)
         end = base.index("\n[", start + 1)
         base = base[:start] + base[end + 1:]
     path = tmp_path / "user.toml"
-    path.write_text(base + USER)
+    path.write_text(base + sections)
     return path
 
 
@@ -58,7 +59,7 @@ def user_modules(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_user_modules_train_resume_evaluate_sample(
         user_modules: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    cfg_path, run = _config(tmp_path), tmp_path / "run"
+    cfg_path, run = tiny_config_with(tmp_path), tmp_path / "run"
     cfg = load_config(cfg_path)
     assert cfg.model.backbone_args == {"width": 6} and cfg.data.args == {"n": 64, "size": 8}
     assert main(["train", "--config", str(cfg_path), "--out", str(run), "--no-progress",

@@ -16,9 +16,9 @@ import torch
 
 from ebmguide.cli import main
 from ebmguide.run.checkpoints import load_state
+from tests.run.test_user_modules import tiny_config_with
 
 HERE = Path(__file__).resolve().parent
-TINY = HERE.parent / "tiny_run.toml"
 USER = """
 [data]
 name = "image_folder"
@@ -52,24 +52,13 @@ def _write_folder(folder: Path, n: int) -> None:
         Image.fromarray(image, mode="L").save(folder / f"img{i:03d}.png")
 
 
-def _config(tmp_path: Path, folder: Path) -> Path:
-    base = TINY.read_text()
-    for section in ("[data]", "[model]", "[guide]"):  # the tiny run's sections, replaced
-        start = base.index(section)
-        end = base.index("\n[", start + 1)
-        base = base[:start] + base[end + 1:]
-    path = tmp_path / "mine.toml"
-    path.write_text(base + USER.format(folder=folder.as_posix()))
-    return path
-
-
 def test_user_networks_on_a_flat_grayscale_folder_through_the_cli(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.syspath_prepend(str(HERE / "user_modules"))
     folder = tmp_path / "my_images"
     _write_folder(folder, 48)
-    cfg = _config(tmp_path, folder)
+    cfg = tiny_config_with(tmp_path, USER.format(folder=folder.as_posix()))
     run, straight = tmp_path / "run", tmp_path / "straight"
     common = ["--no-progress", "--set", "eval.every=3", "--set", 'eval.feature_net="auto"']
 
