@@ -1,9 +1,12 @@
-"""Code in the docs runs as written: the quick starts and the extension guide.
+"""Code in the docs runs: the quick starts and the extension guide.
 
 In README.md and docs/index.md the quick start is the first ```python block after the heading
 "## Quick start". A file without that heading or without a python block under it fails (it never
-skips): a quick start that is not tested is a quick start that breaks. Every ```python block of
-docs/extend.md runs too, in order, as one program (use ```py for a block that must not run).
+skips): a quick start that is not tested is a quick start that breaks. The two must be the same
+program; the default suite runs it with ``ITERATIONS = 3`` (every call, the printed format, the
+grid), the slow suite as written (minutes), checking the sample quality the README shows. Every
+```python block of docs/extend.md runs too, in order, as one program (use ```py for a block that
+must not run).
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ def test_quick_start_as_written_gives_recognisable_samples(tmp_path: Path) -> No
     assert result.returncode == 0, result.stdout + result.stderr
     found = CLEAN.search(result.stdout)
     assert found, result.stdout
-    assert int(found.group(1)) >= 15, result.stdout  # README shows the measured figure
+    assert int(found.group(1)) >= 25, result.stdout  # measured: 45 % (README); noise: 0 %
 
 
 def test_extension_guide_code_runs(tmp_path: Path) -> None:
