@@ -107,8 +107,9 @@ def choose_feature_net(choice: str, *, data_name: str, kind: str, size: int,
     if choice == "inception":
         if not inception_weights:
             raise ValueError("eval.feature_net = \"inception\" needs eval.inception_weights: the "
-                             "path of a local pt_inception-2015-12-05 .pth file (where it is "
-                             "published: \"The Inception weights file\" in docs/cli.md).")
+                             "path of a local weights-inception-2015-12-05-6726825d.pth file "
+                             "(where it is published: \"The Inception weights file\" in "
+                             "docs/cli.md).")
         return inception_features(inception_weights), INCEPTION_LABEL
     images, labels = _subset(*training_images(), seed)
     if auto and len(images) < MIN_AUTO_IMAGES:

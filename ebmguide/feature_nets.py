@@ -38,8 +38,9 @@ _FACTOR_SIZES = {"shape": 4, "colour": 6, "scale": 2, "quadrant": len(QUADRANTS)
 def inception_features(weights: str | Path) -> nn.Module:
     """The standard FID Inception-v3 (pool3, 2048 features) from a local weights file.
 
-    The file is the ``pt_inception-2015-12-05`` weights used by torch-fidelity / pytorch-fid;
-    nothing is downloaded. Needs the ``torch-fidelity`` package (``pip install torch-fidelity``).
+    The file is torch-fidelity's ``weights-inception-2015-12-05-6726825d.pth`` (the FID
+    Inception weights that torchmetrics loads; docs/cli.md says where it is published); nothing
+    is downloaded. Needs the ``torch-fidelity`` package (``pip install torch-fidelity``).
 
     Args:
         weights: path of the local ``.pth`` weights file.
@@ -55,8 +56,9 @@ def inception_features(weights: str | Path) -> nn.Module:
     path = Path(weights).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"Inception weights file {path} does not exist; pass the path of "
-                                f"a local pt_inception-2015-12-05 .pth file (nothing is "
-                                f"downloaded), or evaluate with another feature network.")
+                                f"a local weights-inception-2015-12-05-6726825d.pth file "
+                                f"(nothing is downloaded), or evaluate with another feature "
+                                f"network.")
     try:
         from torchmetrics.image.fid import NoTrainInceptionV3
 

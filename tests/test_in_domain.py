@@ -158,7 +158,7 @@ def test_auto_picks_the_in_domain_network_without_inception_weights(
     vector = _choose("auto", name="toy2d", kind="vector")
     assert vector is not None and vector[1] == "coordinates"
     assert _choose("none") is None
-    with pytest.raises(FileNotFoundError, match="pt_inception-2015-12-05"):
+    with pytest.raises(FileNotFoundError, match="weights-inception-2015-12-05"):
         _choose("auto", weights=str(tmp_path / "missing.pth"))
     with pytest.raises(ValueError, match=r"eval\.inception_weights"):
         _choose("inception")

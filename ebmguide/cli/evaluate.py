@@ -17,8 +17,8 @@ Score samples of a checkpoint against real data with an independent feature netw
 table: the metric, the feature network, n generated, n real, the real-vs-real floor with the sizes
 of its two real sets, and the protocol. The metric is "FD (features: <net>)"; it is a standard
 "FID" only with Inception-v3 weights (--inception-weights FILE or eval.inception_weights in the
-config: the local pt_inception-2015-12-05 file; needs torch-fidelity). Otherwise the config's
-eval.feature_net ("auto": the shapes classifier for shapes runs, else the in-domain network
+config: a local weights-inception-2015-12-05-6726825d.pth; needs torch-fidelity). Otherwise the
+config's eval.feature_net ("auto": the shapes classifier for shapes runs, else the in-domain network
 trained once on the run's training split; both cached in the run folder), or a network file
 (--feature-net: torch.export .pt2 or TorchScript). The guiding encoder, or any copy of it, is
 refused: sampling is steered towards its features.
@@ -47,8 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                             "TorchScript; images arrive as floats in [0, 1], 8-bit quantized; "
                             "never the run's guide")
     group.add_argument("--inception-weights", metavar="FILE",
-                       help="local Inception-v3 FID weights (pt_inception-2015-12-05): standard "
-                            "FID")
+                       help="local Inception-v3 FID weights "
+                            "(weights-inception-2015-12-05-6726825d.pth): standard FID")
     p.add_argument("--real", choices=("held-out", "train"), default="held-out",
                    help="real images: held-out (generated with another seed, or the test split; "
                         "default; the in-training protocol) or the training data (the paper's "

@@ -211,7 +211,7 @@ class EvalConfig:
     # "auto": shapes classifier (shapes), coordinates (vectors), Inception-v3 when
     # inception_weights is set, else the in-domain network (ebmguide.in_domain); docs/cli.md
     feature_net: Literal["auto", "shapes_classifier", "in_domain", "inception", "none"] = "auto"
-    inception_weights: str = ""  # local pt_inception-2015-12-05 .pth file: standard FID
+    inception_weights: str = ""  # local weights-inception-2015-12-05-6726825d.pth: standard FID
     fresh_steps: int = 0  # SGLD steps of the fresh chains in grids; 0: sampler.n_steps
     grid_size: int = 64
 

@@ -5,7 +5,7 @@ tensor in [0, 1]), the EBM backbone and the contrastive encoder are plain ``nn.M
 here, and the loop (logging, EMA, divergence check, sampling at the end) is ordinary PyTorch.
 ``--manual`` runs the same iteration written out by hand instead of calling ``eg.clel_step``.
 
-    python examples/tutorials/own_training_loop.py                 # 400 iterations, minutes on 2 CPU cores
+    python examples/tutorials/own_training_loop.py                 # 400 iterations (minutes)
     python examples/tutorials/own_training_loop.py --smoke         # a few seconds (CI)
     python examples/tutorials/own_training_loop.py --out runs/own  # also saves a sample grid
 """
