@@ -125,14 +125,10 @@ def test_mala_trains_with_clel_step_and_round_trips_its_state(
 
 # The hand-written iteration of examples/tutorials/own_training_loop.py.
 
-def test_manual_step_is_clel_step(tiny_conv: type[nn.Module]) -> None:
+def test_manual_step_is_clel_step(
+        tiny_parts: tuple[eg.SphericalEBM, eg.SimCLRGuide, eg.SGLDSampler]) -> None:
     tutorial = load("own_training_loop")
-    torch.manual_seed(0)
-    ebm = eg.SphericalEBM(tiny_conv(), latent_dim=6, hidden_dim=16)
-    guide = eg.SimCLRGuide(tiny_conv(), latent_dim=6, hidden_dim=16, augment="strong")
-    sampler = eg.SGLDSampler((3, 8, 8), buffer_size=32, n_steps=3, step_size=1.0,
-                             noise_scale=0.01, augment="flip",
-                             generator=torch.Generator().manual_seed(0))
+    ebm, guide, sampler = tiny_parts
     x = torch.rand(8, 3, 8, 8, generator=torch.Generator().manual_seed(2))
     results = []
     for manual in (False, True):
