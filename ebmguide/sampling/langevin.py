@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
@@ -281,7 +282,7 @@ def _movement(drift_sq: Tensor, state: Tensor, start: Tensor, n_steps: int, step
         step_size: η.
         noise_scale: σ.
     """
-    elements = max(state[0].numel(), 1)
+    elements = max(math.prod(state.shape[1:]), 1)  # also for an empty batch (B = 0)
     drift = drift_sq.div(max(n_steps, 1) * elements).sqrt_().mul_(step_size)
     if noise_scale > 0:
         ratio = drift / noise_scale

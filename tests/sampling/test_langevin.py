@@ -41,6 +41,17 @@ def test_zero_steps_is_identity_copy() -> None:
     assert not torch.equal(out.samples, x), "the input must not alias the output"
 
 
+@pytest.mark.parametrize("steps", [0, 2])
+@pytest.mark.parametrize("shape", [(0, 2), (0, 3, 4, 4)])
+def test_an_empty_batch_gives_empty_results(shape: tuple[int, ...], steps: int) -> None:
+    out = langevin_dynamics(quadratic, torch.zeros(shape),
+                            LangevinSettings(n_steps=steps, step_size=1.0, noise_scale=0.1),
+                            generator=torch.Generator().manual_seed(0))
+    assert out.samples.shape == shape
+    for per_chain in (out.finite, out.drift, out.drift_to_noise, out.displacement):
+        assert per_chain.shape == (0,)
+
+
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1))
 def test_one_noiseless_step_on_quadratic_is_exact(seed: int) -> None:
