@@ -109,16 +109,21 @@ class ShapesFeatureNet(nn.Module):
         return {k: head(h) for k, head in self.heads.items()}
 
 
+_SHAPES_NET_VERSION = 2  # bump when the training changes: caches of another version are retrained
+
+
 def train_shapes_feature_net(*, size: int = 16, iterations: int = 300, batch_size: int = 128,
                              seed: int = 12345) -> tuple[ShapesFeatureNet, dict[str, float]]:
     """Train :class:`ShapesFeatureNet` on freshly generated shapes (a few seconds on a CPU).
 
     Images get Gaussian noise of a random level in [0, 0.1] so the features stay meaningful on
-    imperfect samples.
+    imperfect samples. The learning rate decays to zero (cosine): the last steps settle the weights,
+    so the accuracy does not hinge on where a constant-rate run happens to stop (with a constant
+    3e-3 the shape accuracy of one seed was 0.85 on one thread and 0.99 on two).
 
     Args:
         size: canvas side of the training images.
-        iterations: optimizer steps (Adam, learning rate 3e-3).
+        iterations: optimizer steps (Adam, learning rate 3e-3 decayed to 0 on a cosine).
         batch_size: freshly generated images per step.
         seed: seed of the initialization and of the data (the result is reproducible).
 
@@ -130,6 +135,7 @@ def train_shapes_feature_net(*, size: int = 16, iterations: int = 300, batch_siz
         net = ShapesFeatureNet()
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=iterations)
     net.train()
     for _ in range(iterations):
         data = make_shapes(batch_size, size=size, generator=g)
@@ -140,6 +146,7 @@ def train_shapes_feature_net(*, size: int = 16, iterations: int = 300, batch_siz
         opt.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[union-attr]
         opt.step()
+        schedule.step()
     net.eval()
     test = make_shapes(1000, size=size, generator=g)
     with torch.no_grad():
@@ -153,7 +160,7 @@ def shapes_feature_net(cache: str | Path | None = None, *, size: int = 16) -> Sh
     """The shapes classifier, loaded from ``cache`` when it holds one, else trained and saved there.
 
     The cache is a plain state dict (loaded with ``weights_only=True``); one trained for another
-    ``size`` is replaced.
+    ``size`` or by an earlier version of the training is replaced.
 
     Args:
         cache: file of the cached network, or ``None`` to train without caching.
@@ -165,15 +172,15 @@ def shapes_feature_net(cache: str | Path | None = None, *, size: int = 16) -> Sh
     path = None if cache is None else Path(cache)
     if path is not None and path.is_file():
         state = torch.load(path, map_location="cpu", weights_only=True)
-        if state.get("size") == size:
+        if state.get("size") == size and state.get("version") == _SHAPES_NET_VERSION:
             net = ShapesFeatureNet(**state["config"])
             net.load_state_dict(state["weights"])
             return net.eval()
     net, accuracy = train_shapes_feature_net(size=size)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"config": net.config, "size": size, "weights": net.state_dict(),
-                    "accuracy": accuracy}, path)
+        torch.save({"config": net.config, "size": size, "version": _SHAPES_NET_VERSION,
+                    "weights": net.state_dict(), "accuracy": accuracy}, path)
     return net
 
 

@@ -39,7 +39,7 @@ def shapes() -> torch.Tensor:
 @pytest.fixture(scope="module")
 def classifier() -> ShapesFeatureNet:
     net, accuracy = train_shapes_feature_net(size=16)  # the shipped recipe: 300 x 128 images
-    assert min(accuracy.values()) > 0.9, accuracy  # every factor, shape included, is learnt
+    assert min(accuracy.values()) > 0.93, accuracy  # every factor, shape included, is learnt
     return net
 
 
@@ -142,6 +142,11 @@ def test_shapes_feature_net_is_cached(tmp_path: Path, monkeypatch: pytest.Monkey
     assert torch.equal(first(x), second(x)) and not second.training
     shapes_feature_net(cache, size=32)  # another size: trained again
     assert len(calls) == 2
+    state = torch.load(cache, weights_only=True)
+    state["version"] = feature_nets._SHAPES_NET_VERSION - 1  # a cache of an earlier training
+    torch.save(state, cache)
+    shapes_feature_net(cache, size=32)
+    assert len(calls) == 3
 
 
 def test_factor_statistics(shapes: torch.Tensor) -> None:
