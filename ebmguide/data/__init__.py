@@ -12,7 +12,13 @@
   :mod:`ebmguide.data.streaming`: the same streamed from any map-style ``Dataset`` by workers.
 """
 
-from ebmguide.data.cifar import CIFAR10_CLASSES, LabelledImages, dequantize, load_cifar10
+from ebmguide.data.cifar import (
+    CIFAR10_CLASSES,
+    LabelledImages,
+    average_pool,
+    dequantize,
+    load_cifar10,
+)
 from ebmguide.data.factors import read_factors
 from ebmguide.data.folder import FolderSplits, ImageFolder, scan_image_folder
 from ebmguide.data.loader import BatchTransform, InfiniteBatches
@@ -65,6 +71,7 @@ __all__ = [
     "ShapesConfig",
     "ShapesData",
     "StreamingBatches",
+    "average_pool",
     "checkerboard",
     "dequantize",
     "eight_gaussians",

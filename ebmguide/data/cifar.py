@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["CIFAR10_CLASSES", "LabelledImages", "dequantize", "load_cifar10"]
+__all__ = ["CIFAR10_CLASSES", "LabelledImages", "average_pool", "dequantize", "load_cifar10"]
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
                    "truck")
@@ -264,3 +264,37 @@ def dequantize(images: Tensor, generator: torch.Generator) -> Tensor:
     noise = torch.rand(images.shape, generator=generator, device=images.device)
     # 255 + u rounds to 256 in float32 for u > 1 − 2⁻¹⁷: keep the result below 1.
     return ((images.float() + noise) / 256).clamp_max(_BELOW_ONE)
+
+
+def average_pool(images: Tensor, factor: int) -> Tensor:
+    """Downsample uint8 images by averaging ``factor × factor`` pixel blocks (rounded).
+
+    Args:
+        images: ``(N, C, H, W)`` uint8 images; ``factor`` must divide ``H`` and ``W``.
+        factor: the block side (1: unchanged; 2 turns 32×32 into 16×16).
+
+    Returns:
+        ``(N, C, H // factor, W // factor)`` uint8 images.
+
+    Raises:
+        ValueError: for a factor below 1 or one that does not divide the image sides.
+        TypeError: for images that are not a 4-dimensional uint8 tensor.
+
+    Example:
+        >>> average_pool(torch.tensor([[[[0, 2], [4, 6]]]], dtype=torch.uint8), 2)
+        tensor([[[[3]]]], dtype=torch.uint8)
+    """
+    if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
+        raise TypeError(f"images must be a (N, C, H, W) uint8 tensor, got "
+                        f"{getattr(images, 'dtype', type(images).__name__)} of shape "
+                        f"{tuple(getattr(images, 'shape', ()))}.")
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+        raise ValueError(f"factor must be an int >= 1, got {factor!r}.")
+    height, width = images.shape[-2:]
+    if height % factor or width % factor:
+        raise ValueError(f"factor {factor} does not divide the image size {height}x{width}; pick "
+                         f"a divisor of both sides.")
+    if factor == 1:
+        return images
+    pooled = torch.nn.functional.avg_pool2d(images.float(), factor)
+    return pooled.round_().to(torch.uint8)

@@ -76,6 +76,9 @@ class DataConfig:
     args: dict[str, Any] = field(default_factory=dict)  # import path: keyword arguments
     path: str = ""  # cifar10 / image_folder: directory or .tar.gz (see ebmguide.data.load_cifar10)
     size: int = 16  # shapes: canvas side
+    # cifar10: average-pool the images by this factor before training (2: 32×32 → 16×16), e.g. to
+    # train at the demo's scale on a CPU
+    downsample: int = 1
     n_train: int = 20_000  # shapes / toy2d: number of generated training samples
     toy: str = "eight_gaussians"  # toy2d: one of ebmguide.data.TOY2D_NAMES
     # image_folder (see ebmguide.run.data_sources): images held out for evaluation when the folder
@@ -237,8 +240,9 @@ class RunConfig:
         _check_ranges(self)
 
 
-_POSITIVE = {"data.size", "data.n_train", "model.width", "model.latent_dim", "model.hidden_dim",
-             "guide.width", "guide.hidden_dim", "guide.temperature", "sampler.buffer_size",
+_POSITIVE = {"data.size", "data.downsample", "data.n_train", "model.width", "model.latent_dim",
+             "model.hidden_dim", "guide.width", "guide.hidden_dim", "guide.temperature",
+             "sampler.buffer_size",
              "sampler.step_size", "optim.ebm_lr", "optim.guide_lr", "ema.half_life_images",
              "train.iterations", "train.batch_size", "train.log_every", "train.sample_every",
              "train.checkpoint_every", "train.keep_checkpoints", "train.rollback_lr_factor",
@@ -272,6 +276,10 @@ def _check_ranges(cfg: RunConfig) -> None:
                       ("sampler.init_range", cfg.sampler.init_range)):
         if pair is not None and not pair[0] < pair[1]:
             raise ValueError(f"{key} must be [low, high] with low < high, got {list(pair)}.")
+    if cfg.data.downsample != 1 and cfg.data.name != "cifar10":
+        raise ValueError(f"data.downsample applies to data.name = \"cifar10\" only, got "
+                         f"data.name = {cfg.data.name!r}; set data.size for the shapes, or "
+                         f"downsample the images of a folder before training.")
     if cfg.train.batch_size > cfg.sampler.buffer_size:
         raise ValueError(f"train.batch_size ({cfg.train.batch_size}) exceeds sampler.buffer_size "
                          f"({cfg.sampler.buffer_size}); enlarge the buffer.")

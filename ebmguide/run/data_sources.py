@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, TensorDataset
 
-from ebmguide.data import load_cifar10, make_shapes, toy2d
+from ebmguide.data import average_pool, load_cifar10, make_shapes, toy2d
 from ebmguide.data.folder import scan_image_folder
 from ebmguide.data.streaming import LazyImages
 from ebmguide.run.config import RunConfig
@@ -194,7 +194,7 @@ def load_training_data(cfg: RunConfig) -> TrainingData:
         return load_folder_data(cfg)
     images, labels = load_cifar10(d.path, "train")
     try:  # checked now, not after training: without a test split, one is held out of train
-        test: Tensor | None = load_cifar10(d.path, "test").images
+        test: Tensor | None = average_pool(load_cifar10(d.path, "test").images, d.downsample)
     except FileNotFoundError:
         test = None
-    return tensor_training_data(images, labels, cfg, test=test)
+    return tensor_training_data(average_pool(images, d.downsample), labels, cfg, test=test)

@@ -17,9 +17,8 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-from ebmguide.data import load_cifar10
+from ebmguide.data import average_pool, load_cifar10
 from ebmguide.in_domain import InDomainSettings, train_in_domain_feature_net
 
 
@@ -51,9 +50,7 @@ def load(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = load_cifar10(args.data, "train")
     if images.shape[-1] % args.size:
         raise SystemExit(f"--size must divide the image side {images.shape[-1]}.")
-    factor = images.shape[-1] // args.size
-    pooled = F.avg_pool2d(images.float(), factor).round().to(torch.uint8)
-    return pooled, labels
+    return average_pool(images, images.shape[-1] // args.size), labels
 
 
 def main(args: argparse.Namespace) -> dict[str, float]:

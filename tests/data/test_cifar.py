@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from ebmguide.data import CIFAR10_CLASSES, dequantize, load_cifar10
+from ebmguide.data import CIFAR10_CLASSES, average_pool, dequantize, load_cifar10
 from ebmguide.data import cifar as cifar_module
 
 PER_BATCH = 4  # images per fake batch file
@@ -209,3 +209,36 @@ def test_held_out_split_smaller_than_twice_the_eval_samples(tmp_path: Path) -> N
     assert data.held_out(2).shape == (2, 3, 32, 32)  # the first sample grid's request
     with pytest.raises(ValueError, match=r"lower eval\.n_samples"):
         data.held_out(2 * PER_BATCH)
+
+
+def test_average_pool_means_each_block_and_rejects_what_does_not_divide() -> None:
+    images = torch.from_numpy(fake_images(3, seed=5))
+    pooled = average_pool(images, 2)
+    assert pooled.shape == (3, 3, 16, 16) and pooled.dtype == torch.uint8
+    block = images[1, 2, 4:6, 10:12].double().mean()
+    assert int(pooled[1, 2, 2, 5]) == int(torch.round(block))
+    assert average_pool(images, 1) is images
+    with pytest.raises(ValueError, match="does not divide"):
+        average_pool(images, 3)
+    with pytest.raises(ValueError, match="int >= 1"):
+        average_pool(images, 0)
+    with pytest.raises(TypeError, match="uint8"):
+        average_pool(images.float(), 2)
+
+
+def test_data_downsample_pools_train_and_test_and_is_cifar10_only(tmp_path: Path) -> None:
+    from ebmguide.run.config import load_config
+    from ebmguide.run.data_sources import load_training_data
+
+    truth = write_batches(tmp_path / "batches", protocol=2)
+    cfg = load_config("cifar10_cpu", [f'data.path="{tmp_path / "batches"}"', "data.downsample=2",
+                                      f"eval.n_samples={PER_BATCH // 2}"])
+    data = load_training_data(cfg)
+    assert data.shape == (3, 16, 16)
+    expected = average_pool(torch.from_numpy(truth["test"][0]), 2)
+    held = (data.held_out(PER_BATCH) * 256).floor().to(torch.uint8)  # undo the dequantization
+    assert torch.equal(held.sort(dim=0).values, expected.sort(dim=0).values)
+    with pytest.raises(ValueError, match=r"data\.downsample applies to .*cifar10"):
+        load_config("demo", ["data.downsample=2"])
+    with pytest.raises(ValueError, match=r"data\.downsample must be positive"):
+        load_config("cifar10_cpu", ["data.downsample=0"])
