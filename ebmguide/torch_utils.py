@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ebmguide._validation import as_device
 
-__all__ = ["chunks", "eval_mode", "module_device", "resolve_device"]
+__all__ = ["chunks", "eval_mode", "module_device", "native_bf16", "resolve_device"]
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -30,6 +30,27 @@ def resolve_device(device: str | torch.device) -> torch.device:
         raise ValueError(f"device {name!r} asked for CUDA, which this torch cannot use; set "
                          f"device = \"cpu\" (or \"auto\").")
     return as_device(dev)
+
+
+def native_bf16(device: str | torch.device) -> bool:
+    """Whether ``device`` runs bfloat16 matrix and convolution kernels natively (so fast).
+
+    CUDA: ``torch.cuda.is_bf16_supported()`` without emulation. CPU: the AVX512-BF16 or AMX-BF16
+    instructions (from ``torch.cpu.get_capabilities()``). Without them torch emulates bfloat16 on
+    a CPU, which made an SGLD step of a small CNN about 10× *slower* than float32 (measured on an
+    AVX2-only CPU, docs/performance.md). Anything else (and a torch that cannot tell): ``False``.
+    """
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return bool(torch.cuda.is_available()
+                    and torch.cuda.is_bf16_supported(including_emulation=False))
+    if dev.type != "cpu":
+        return False
+    capabilities = getattr(torch.cpu, "get_capabilities", None)
+    if capabilities is None:
+        return False
+    flags = capabilities()
+    return bool(flags.get("avx512_bf16") or flags.get("amx_bf16"))
 
 
 def module_device(module: object) -> torch.device | None:

@@ -85,6 +85,9 @@ def prepare_folder(run_dir: Path, overwrite: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``ebmguide demo``."""
+    import torch
+
+    from ebmguide.run.components import sampler_autocast
     from ebmguide.run.config import load_config
     from ebmguide.run.trainer import Trainer
 
@@ -100,8 +103,12 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / MARKER).touch()
     start = time.perf_counter()
+    precision = ("bfloat16" if sampler_autocast(cfg) == torch.bfloat16
+                 else "float32" if cfg.sampler.autocast == "none"
+                 else "float32 (this CPU has no native bfloat16)")
     print(f"ebmguide demo: {cfg.train.iterations} CLEL iterations on the embedded shapes "
-          f"({cfg.data.size}x{cfg.data.size}), {cfg.train.num_threads or 'default'} CPU threads")
+          f"({cfg.data.size}x{cfg.data.size}), {cfg.train.num_threads or 'default'} CPU threads, "
+          f"SGLD in {precision}")
     trainer = Trainer(cfg, args.out, progress=progress_mode(args))
     final = trainer.run()
     print(f"done in {time.perf_counter() - start:.0f} s")

@@ -5,6 +5,7 @@ Also reads the networks of a training checkpoint back (:func:`networks_from_chec
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,11 +25,12 @@ from ebmguide.protocols import ContrastiveGuide, EnergyModel, LangevinSampler
 from ebmguide.run.config import RunConfig
 from ebmguide.run.config_schema import GuideConfig, ModelConfig, is_import_path
 from ebmguide.run.imports import import_object
-from ebmguide.sampling import LangevinSettings, SGLDSampler
+from ebmguide.sampling import LangevinSettings, SamplerWarning, SGLDSampler
+from ebmguide.torch_utils import native_bf16, resolve_device
 
 __all__ = [
     "Components", "build_components", "build_ebm", "build_guide", "build_sampler", "init_range",
-    "langevin_settings", "networks_from_checkpoint", "sample_shape",
+    "langevin_settings", "networks_from_checkpoint", "sample_shape", "sampler_autocast",
 ]
 
 def _in_size(shape: tuple[int, ...]) -> int:
@@ -82,12 +84,44 @@ def build_guide(cfg: RunConfig, shape: tuple[int, ...]) -> SimCLRGuide:
                        augment=augment, temperature=gc.temperature)
 
 
-def langevin_settings(cfg: RunConfig) -> LangevinSettings:
-    """The Langevin settings of ``cfg.sampler`` (what every chain of the run uses)."""
+def sampler_autocast(cfg: RunConfig, device: str | torch.device | None = None
+                     ) -> torch.dtype | None:
+    """The autocast dtype of the SGLD gradients: ``sampler.autocast`` resolved for ``device``.
+
+    ``"auto"`` is bfloat16 where the device runs it natively (:func:`~ebmguide.torch_utils.
+    native_bf16`) and float32 elsewhere; ``"bf16"`` is bfloat16 everywhere, with a
+    :class:`~ebmguide.sampling.SamplerWarning` on a device that only emulates it.
+
+    Args:
+        cfg: the run's configuration.
+        device: where the chains run (default: ``cfg.device`` resolved).
+    """
+    choice = cfg.sampler.autocast
+    if choice == "none":
+        return None
+    dev = resolve_device(cfg.device) if device is None else torch.device(device)
+    native = native_bf16(dev)
+    if choice == "bf16" and not native:
+        warnings.warn(f"sampler.autocast = \"bf16\" on {dev.type}, which has no native bfloat16 "
+                      f"kernels (on a CPU: no AVX512-BF16 or AMX): the SGLD steps run emulated, "
+                      f"several times slower than float32. Set sampler.autocast = \"auto\" to use "
+                      f"bfloat16 only where it is fast.", SamplerWarning, stacklevel=2)
+    return torch.bfloat16 if choice == "bf16" or native else None
+
+
+def langevin_settings(cfg: RunConfig, device: str | torch.device | None = None
+                      ) -> LangevinSettings:
+    """The Langevin settings of ``cfg.sampler`` (what every chain of the run uses).
+
+    Args:
+        cfg: the run's configuration.
+        device: where the chains run, for ``sampler.autocast = "auto"`` (default: ``cfg.device``
+            resolved).
+    """
     s = cfg.sampler
     return LangevinSettings(n_steps=s.n_steps, step_size=s.step_size, noise_scale=s.noise_scale,
                             grad_clip=s.grad_clip, clamp=s.clamp,
-                            autocast_dtype=torch.bfloat16 if s.autocast == "bf16" else None)
+                            autocast_dtype=sampler_autocast(cfg, device))
 
 
 def init_range(cfg: RunConfig) -> tuple[float, float]:
@@ -103,7 +137,7 @@ def build_sampler(cfg: RunConfig, shape: tuple[int, ...], device: torch.device,
     s = cfg.sampler
     augment = None if s.augment == "none" or len(shape) != 3 else s.augment
     return SGLDSampler.from_settings(
-        shape, langevin_settings(cfg),
+        shape, langevin_settings(cfg, device),
         buffer_size=s.buffer_size if buffer_size is None else buffer_size,
         init_range=s.init_range, reinit_prob=s.reinit_prob, augment=augment, device=device,
         generator=generator,

@@ -149,7 +149,7 @@ def sample_rows(ctx: ConditionContext, rows: Sequence[tuple[str, dict[str, Any]]
     if init == "buffer" and (ctx.buffer is None or len(ctx.buffer) < n):
         raise ValueError(f"the checkpoint's replay buffer holds fewer than --n {n} states; "
                          "ask for fewer samples or use --init fresh.")
-    out, settings, starts = [], langevin_settings(ctx.cfg), init_range(ctx.cfg)
+    out, settings, starts = [], langevin_settings(ctx.cfg, ctx.device), init_range(ctx.cfg)
     for index, (label, terms) in enumerate(rows):
         g = torch.Generator(ctx.device).manual_seed(seed + (0 if init == "buffer" else index))
         energy = composed_energy(ctx.ebm, beta=beta, **terms) if terms else ctx.ebm.energy

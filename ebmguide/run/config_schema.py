@@ -147,7 +147,9 @@ class SamplerConfig:
     init_range: tuple[float, float] = (0.0, 1.0)
     reinit_prob: float = 1e-3
     augment: Literal["strong", "weak", "flip", "none"] = "strong"
-    autocast: Literal["none", "bf16"] = "none"
+    # SGLD gradients under autocast: "bf16" everywhere, "auto" bf16 only where the device runs it
+    # natively (CUDA; CPUs with AVX512-BF16 or AMX; emulated bf16 is several times slower)
+    autocast: Literal["none", "bf16", "auto"] = "none"
 
 
 @dataclass(frozen=True)

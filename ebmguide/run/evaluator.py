@@ -46,7 +46,7 @@ def fresh_chains(energy_fn: EnergyFn, cfg: RunConfig, shape: tuple[int, ...], n:
     sampler (the same uniform start range, the same :class:`~ebmguide.sampling.LangevinSettings`).
     ``on_chunk`` is called with the number of chains after every chunk (e.g. a progress bar).
     """
-    settings, (low, high) = langevin_settings(cfg).with_steps(steps), init_range(cfg)
+    settings, (low, high) = langevin_settings(cfg, device).with_steps(steps), init_range(cfg)
     parts = []
     for i in range(0, n, chunk):
         x = uniform_states((min(chunk, n - i), *shape), low, high, generator=generator,

@@ -129,7 +129,7 @@ class Experiment:
         energy = (composed_energy(self.ctx.ebm, beta=beta, **terms) if terms
                   else self.ctx.ebm.energy)
         start = self.ctx.buffer if (init or self.args.init) == "buffer" else None
-        return sample_energy(energy, n, settings=langevin_settings(self.ctx.cfg),
+        return sample_energy(energy, n, settings=langevin_settings(self.ctx.cfg, self.ctx.device),
                              n_steps=self.steps, shape=self.ctx.shape,
                              init_range=init_range(self.ctx.cfg), generator=g,
                              device=self.ctx.device, batch_size=256,

@@ -101,7 +101,7 @@ def colour_match(run: Path, per_colour: int, seed: int, n_steps: int) -> float:
         latent = resolve_condition(f"colour={colour}", ctx)
         energy = composed_energy(ctx.ebm, beta=TEST_BETA, and_latents=latent[None])
         g = torch.Generator().manual_seed(1000 * seed + index)
-        x = sample_energy(energy, per_colour, settings=langevin_settings(ctx.cfg),
+        x = sample_energy(energy, per_colour, settings=langevin_settings(ctx.cfg, ctx.device),
                           n_steps=n_steps, shape=ctx.shape, init_range=init_range(ctx.cfg),
                           generator=g, device=ctx.device, init=ctx.buffer, batch_size=256)
         hits.append(float((read_factors(x.clamp(0, 1))["colour"] == index).float().mean()))
