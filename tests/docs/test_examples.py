@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import subprocess
 import sys
@@ -82,3 +83,35 @@ def test_guidance_ablation_runs_with_smoke(tmp_path: Path) -> None:
     stamp = (out / "beta0.01-seed0" / "metrics.jsonl").stat().st_mtime_ns
     module.main(module.get_args_parser().parse_args(argv))  # reuses the finished runs
     assert (out / "beta0.01-seed0" / "metrics.jsonl").stat().st_mtime_ns == stamp
+
+
+def test_guidance_ablation_scores_labelled_images_by_class(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CIFAR-10 16x16 recipe: FDs on the in-domain classifier and a class match rate."""
+    from PIL import Image
+
+    from ebmguide import in_domain
+
+    small = functools.partial(in_domain.InDomainSettings, iterations=30, batch_size=16)
+    monkeypatch.setattr(in_domain, "InDomainSettings", small)  # seconds, not a minute
+
+    g = torch.Generator().manual_seed(0)
+    for split, per_class in (("train", 8), ("test", 4)):
+        for label, name in enumerate(("airplane", "cat")):
+            folder = tmp_path / "cifar" / split / name
+            folder.mkdir(parents=True)
+            for i in range(per_class):  # class 1 is brighter: a learnable task
+                pixels = torch.randint(0, 128, (32, 32, 3), generator=g) + 127 * label
+                Image.fromarray(pixels.to(torch.uint8).numpy()).save(folder / f"{i}.png")
+    module = load("guidance_ablation/run.py")
+    out = tmp_path / "ablation"
+    argv = ["--smoke", "--config", str(ROOT / "examples/guidance_ablation/cifar10_16.toml"),
+            "--seeds", "0", "--betas", "0.01", "--threads", "1", "--out", str(out),
+            "--set", f'data.path="{tmp_path / "cifar"}"', "--set", "eval.n_samples=4",
+            "--set", 'eval.feature_net="auto"']
+    raw = module.main(module.get_args_parser().parse_args(argv))
+    (figures,) = raw["0.01"]
+    assert set(figures) == {*module.IMAGE_METRICS, "class_match"}
+    assert 0.0 <= figures["class_match"] <= 1.0 and figures["buffer_fd"] > 0
+    header = (out / "table.md").read_text(encoding="utf-8").splitlines()[0]
+    assert "class match" in header and "clean" not in header
