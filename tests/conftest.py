@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +27,24 @@ class TinyConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+@pytest.fixture
+def small_feature_nets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Evaluation networks trained for 30 steps of 16 images (seconds, not most of a minute).
+
+    Both the in-domain network and the shapes classifier, for tests of the plumbing (caching,
+    logging, the CLI, the examples); tests/test_in_domain.py and tests/core/test_metrics.py check
+    the networks' training itself.
+    """
+    from ebmguide import feature_nets, in_domain
+
+    monkeypatch.setattr(in_domain, "InDomainSettings",
+                        functools.partial(in_domain.InDomainSettings, iterations=30,
+                                          batch_size=16))
+    monkeypatch.setattr(feature_nets, "train_shapes_feature_net",
+                        functools.partial(feature_nets.train_shapes_feature_net, iterations=30,
+                                          batch_size=16))
 
 
 @pytest.fixture

@@ -160,6 +160,7 @@ def test_eval_sizes_are_checked_before_training(tmp_path: Path) -> None:
         load_folder_data(cfg)
 
 
+@pytest.mark.usefixtures("small_feature_nets")
 def test_cli_trains_and_evaluates_a_flat_grayscale_folder_without_test_split(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Streamed from disk by 2 workers; checkpoint, resume, sample and evaluate all work."""
@@ -199,6 +200,7 @@ class Colour(Dataset[torch.Tensor]):
         return (base + 0.05 * torch.randn(3, 8, 8, generator=g)).clamp(0, 1)
 
 
+@pytest.mark.usefixtures("small_feature_nets")
 def test_the_trainer_takes_any_dataset_and_logs_an_in_domain_fd(tmp_path: Path) -> None:
     from ebmguide.run.data_sources import dataset_training_data
     from ebmguide.run.trainer import Trainer

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import subprocess
 import sys
@@ -66,6 +65,7 @@ def test_conditional_experiments_run_with_smoke() -> None:
     assert all(0.0 <= v <= 1.0 for row in res["ood"].values() for v in row.values())
 
 
+@pytest.mark.usefixtures("small_feature_nets")
 def test_guidance_ablation_runs_with_smoke(tmp_path: Path) -> None:
     """The script behind docs/guidance.md: both β, one table; finished runs are reused."""
     module = load("guidance_ablation/run.py")
@@ -85,15 +85,10 @@ def test_guidance_ablation_runs_with_smoke(tmp_path: Path) -> None:
     assert (out / "beta0.01-seed0" / "metrics.jsonl").stat().st_mtime_ns == stamp
 
 
-def test_guidance_ablation_scores_labelled_images_by_class(tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.usefixtures("small_feature_nets")
+def test_guidance_ablation_scores_labelled_images_by_class(tmp_path: Path) -> None:
     """The CIFAR-10 16x16 recipe: FDs on the in-domain classifier and a class match rate."""
     from PIL import Image
-
-    from ebmguide import in_domain
-
-    small = functools.partial(in_domain.InDomainSettings, iterations=30, batch_size=16)
-    monkeypatch.setattr(in_domain, "InDomainSettings", small)  # seconds, not a minute
 
     g = torch.Generator().manual_seed(0)
     for split, per_class in (("train", 8), ("test", 4)):

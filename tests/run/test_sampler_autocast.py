@@ -63,5 +63,5 @@ def test_none_is_float32_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_unknown_choices_are_refused() -> None:
-    with pytest.raises(ValueError, match="sampler.autocast"):
+    with pytest.raises(ValueError, match=r"sampler\.autocast"):
         load_config("demo", ['sampler.autocast="fp8"'])

@@ -52,6 +52,7 @@ def _write_folder(folder: Path, n: int) -> None:
         Image.fromarray(image, mode="L").save(folder / f"img{i:03d}.png")
 
 
+@pytest.mark.usefixtures("small_feature_nets")
 def test_user_networks_on_a_flat_grayscale_folder_through_the_cli(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
