@@ -47,6 +47,7 @@ from ebmguide.run.components import init_range, langevin_settings
 from ebmguide.run.conditions import ConditionContext, load_context, resolve_condition
 from ebmguide.run.config import RunConfig, load_config
 from ebmguide.run.data_sources import load_training_data
+from ebmguide.run.logger import read_metrics
 from ebmguide.run.trainer import Trainer
 
 METRICS = ("buffer_fd", "buffer_clean", "fresh_fd", "fresh_clean")  # shapes
@@ -94,10 +95,28 @@ def metric_names(recipe: RunConfig) -> tuple[str, ...]:
     return METRICS if recipe.data.name == "shapes" else IMAGE_METRICS
 
 
+def logged_final_evaluation(run: Path, cfg: RunConfig, keys: Sequence[str]
+                            ) -> dict[str, float] | None:
+    """The figures of the final evaluation the Trainer logged, if it holds every one of ``keys``."""
+    records = [r for r in read_metrics(run / "metrics.jsonl")
+               if r.get("kind") == "eval" and r.get("iteration") == cfg.train.iterations]
+    if not records or any(k not in records[-1] for k in keys):
+        return None
+    return {k: float(records[-1][k]) for k in keys}
+
+
 def final_evaluation(run: Path, recipe: RunConfig, threads: int) -> dict[str, float]:
-    """The Trainer's final evaluation of the run's newest checkpoint, with ``recipe.eval``."""
+    """The Trainer's final evaluation of the run's newest checkpoint, with ``recipe.eval``.
+
+    Taken from the run's metrics.jsonl when the run was trained with ``recipe.eval`` (the same
+    evaluation), else computed again on the checkpoint.
+    """
     checkpoint = find_checkpoint(run)
     _, cfg = load_run(checkpoint)
+    if cfg.eval == recipe.eval:
+        logged = logged_final_evaluation(run, cfg, metric_names(recipe))
+        if logged is not None:
+            return logged
     cfg = dataclasses.replace(cfg, eval=recipe.eval, train=dataclasses.replace(
         cfg.train, tensorboard=False, num_threads=threads))
     with tempfile.TemporaryDirectory() as scratch:
