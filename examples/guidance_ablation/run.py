@@ -21,7 +21,8 @@ Usage (from the repository root; each demo run takes about 4 minutes on 2 CPU co
     python examples/guidance_ablation/run.py --smoke                            # CI: seconds
 
 A run folder (``<out>/beta<β>-seed<s>``) whose newest checkpoint is at the recipe's last iteration
-is reused (only scored again), so an interrupted sweep continues.
+is reused, and its figures too when it was scored with the same settings (saved in the run's
+``ablation_scores.json``), so an interrupted sweep continues.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ HEADERS = {"buffer_fd": "buffer FD", "buffer_clean": "buffer clean", "fresh_fd":
            "class_match": "class match (β_test = 0.03)"}
 TEST_BETA = 0.03  # the test-time guidance strength measured in docs/conditional.md
 EXAMPLES_PER_CLASS = 100  # labelled training images whose mean embedding is a class latent
+SCORES = "ablation_scores.json"  # a run's figures and the settings they were computed with
 SMOKE = ("data.n_train=64", "data.size=8", "model.width=4", "model.latent_dim=8",
          "model.hidden_dim=16", "guide.width=4", "guide.hidden_dim=16", "sampler.buffer_size=64",
          "sampler.n_steps=2", "train.iterations=4", "train.batch_size=8", "train.log_every=2",
@@ -197,13 +199,22 @@ def train_one(args: argparse.Namespace, beta: float, seed: int) -> dict[str, flo
     recipe = load_config(args.config, overrides)
     if not finished(run):
         Trainer(recipe, run, progress=False).run()
-    figures = final_evaluation(run, recipe, args.threads)
     steps = recipe.eval.fresh_steps or recipe.sampler.n_steps
     per_value = 4 if args.smoke else args.per_colour
+    scoring = {"eval": dataclasses.asdict(recipe.eval), "per_value": per_value, "steps": steps,
+               "test_beta": TEST_BETA, "checkpoint": find_checkpoint(run).name}
+    scores = run / SCORES
+    if scores.is_file():  # scored before with the same settings: an interrupted sweep continues
+        saved = json.loads(scores.read_text(encoding="utf-8"))
+        if saved.get("scoring") == scoring:
+            return {k: float(v) for k, v in saved["figures"].items()}
+    figures = final_evaluation(run, recipe, args.threads)
     if recipe.data.name == "shapes":
         figures["colour_match"] = colour_match(run, per_value, seed, steps)
     else:
         figures["class_match"] = class_match(run, per_value, seed, steps)
+    scores.write_text(json.dumps({"scoring": scoring, "figures": figures}, indent=2),
+                      encoding="utf-8")
     return figures
 
 

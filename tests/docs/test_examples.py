@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -110,3 +111,10 @@ def test_guidance_ablation_scores_labelled_images_by_class(tmp_path: Path) -> No
     assert 0.0 <= figures["class_match"] <= 1.0 and figures["buffer_fd"] > 0
     header = (out / "table.md").read_text(encoding="utf-8").splitlines()[0]
     assert "class match" in header and "clean" not in header
+    scores = out / "beta0.01-seed0" / module.SCORES
+    saved = json.loads(scores.read_text(encoding="utf-8"))
+    saved["figures"]["buffer_fd"] = 123.0  # a marker: reused scores come back as saved
+    scores.write_text(json.dumps(saved), encoding="utf-8")
+    assert module.main(module.get_args_parser().parse_args(argv))["0.01"][0]["buffer_fd"] == 123.0
+    other = module.main(module.get_args_parser().parse_args([*argv, "--set", "eval.fresh_steps=3"]))
+    assert other["0.01"][0]["buffer_fd"] != 123.0  # other settings: scored again
