@@ -8,7 +8,8 @@ latent per value (the guide's mean embedding of labelled images), p(x | z) sampl
 buffer at the test-time β of docs/conditional.md. For the shapes the value is a colour, read back
 by rule; for labelled image data (CIFAR-10) it is a class, read back by the run's in-domain
 classifier (its accuracy on real held-out images is the ceiling). With β = 0 the EBM's projection
-head never learns to align with the guide, so its conditional match rate is the control. Prints
+head never learns to align with the guide, so its conditional match rate is the control (a row
+of conditional samples per value goes to the run's ``conditional_grid.png``). Prints
 one markdown table (mean ± standard deviation over seeds, then each seed's figure) and writes it
 with the raw numbers to ``--out``.
 
@@ -40,12 +41,12 @@ from typing import Any
 import torch
 
 from ebmguide.conditional import composed_energy, latent_from_examples, sample_energy
-from ebmguide.data import COLOURS, read_factors
+from ebmguide.data import CIFAR10_CLASSES, COLOURS, read_factors
 from ebmguide.feature_choice import choose_feature_net
 from ebmguide.in_domain import InDomainFeatureNet
 from ebmguide.run.checkpoints import find_checkpoint, load_run
 from ebmguide.run.components import init_range, langevin_settings
-from ebmguide.run.conditions import ConditionContext, load_context, resolve_condition
+from ebmguide.run.conditions import ConditionContext, load_context, resolve_condition, save_rows
 from ebmguide.run.config import RunConfig, load_config
 from ebmguide.run.data_sources import load_training_data
 from ebmguide.run.logger import read_metrics
@@ -60,6 +61,8 @@ HEADERS = {"buffer_fd": "buffer FD", "buffer_clean": "buffer clean", "fresh_fd":
 TEST_BETA = 0.03  # the test-time guidance strength measured in docs/conditional.md
 EXAMPLES_PER_CLASS = 100  # labelled training images whose mean embedding is a class latent
 SCORES = "ablation_scores.json"  # a run's figures and the settings they were computed with
+CONDITIONAL_GRID = "conditional_grid.png"  # a row of conditional samples per colour or class
+GRID_PER_ROW = 10
 SMOKE = ("data.n_train=64", "data.size=8", "model.width=4", "model.latent_dim=8",
          "model.hidden_dim=16", "guide.width=4", "guide.hidden_dim=16", "sampler.buffer_size=64",
          "sampler.n_steps=2", "train.iterations=4", "train.batch_size=8", "train.log_every=2",
@@ -152,11 +155,13 @@ def conditional_samples(ctx: ConditionContext, latent: torch.Tensor, n: int, see
 def colour_match(run: Path, per_colour: int, seed: int, n_steps: int) -> float:
     """Mean over the six colours of the fraction of p(x | z_colour) samples read as that colour."""
     ctx = load_context(run)
-    hits = []
+    hits, rows = [], []
     for index, colour in enumerate(COLOURS):
         latent = resolve_condition(f"colour={colour}", ctx)
         x = conditional_samples(ctx, latent, per_colour, 1000 * seed + index, n_steps)
         hits.append(float((read_factors(x)["colour"] == index).float().mean()))
+        rows.append((colour, x[:GRID_PER_ROW]))
+    save_rows(rows, run / CONDITIONAL_GRID)
     return sum(hits) / len(hits)
 
 
@@ -181,7 +186,8 @@ def class_match(run: Path, per_class: int, seed: int, n_steps: int) -> float:
     if not isinstance(judge, InDomainFeatureNet):
         raise ValueError(f"{run}: class match needs the in-domain classifier, got {judge!r}.")
     judge.eval()
-    hits = []
+    names = CIFAR10_CLASSES if cfg.data.name == "cifar10" else ()
+    hits, rows = [], []
     for label in torch.unique(data.labels).tolist():
         examples = data.train[data.labels == label][:EXAMPLES_PER_CLASS].float() / 255
         latent = latent_from_examples(ctx.guide, examples.to(ctx.device)).cpu()
@@ -189,6 +195,8 @@ def class_match(run: Path, per_class: int, seed: int, n_steps: int) -> float:
         with torch.no_grad():
             predicted = judge.logits(x).argmax(1)
         hits.append(float((predicted == label).float().mean()))
+        rows.append((names[label] if label < len(names) else f"class {label}", x[:GRID_PER_ROW]))
+    save_rows(rows, run / CONDITIONAL_GRID)
     return sum(hits) / len(hits)
 
 

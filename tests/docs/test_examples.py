@@ -81,6 +81,7 @@ def test_guidance_ablation_runs_with_smoke(tmp_path: Path) -> None:
     table = (out / "table.md").read_text(encoding="utf-8")
     rows = [line for line in table.splitlines() if line.startswith("| ")]
     assert len(rows) == 3 and "colour match" in rows[0]
+    assert (out / "beta0-seed0" / module.CONDITIONAL_GRID).stat().st_size > 0
     stamp = (out / "beta0.01-seed0" / "metrics.jsonl").stat().st_mtime_ns
     module.main(module.get_args_parser().parse_args(argv))  # reuses the finished runs
     assert (out / "beta0.01-seed0" / "metrics.jsonl").stat().st_mtime_ns == stamp
@@ -111,6 +112,7 @@ def test_guidance_ablation_scores_labelled_images_by_class(tmp_path: Path) -> No
     assert 0.0 <= figures["class_match"] <= 1.0 and figures["buffer_fd"] > 0
     header = (out / "table.md").read_text(encoding="utf-8").splitlines()[0]
     assert "class match" in header and "clean" not in header
+    assert (out / "beta0.01-seed0" / module.CONDITIONAL_GRID).stat().st_size > 0
     scores = out / "beta0.01-seed0" / module.SCORES
     saved = json.loads(scores.read_text(encoding="utf-8"))
     saved["figures"]["buffer_fd"] = 123.0  # a marker: reused scores come back as saved
