@@ -1,25 +1,34 @@
 """Shared by the conditional-sampling and OOD tutorials: a CLEL model of the embedded shapes.
 
-``get_model`` trains CLEL on 16x16 shapes with the networks of ``ebmguide demo`` and a lighter
-sampler (30 SGLD steps of step size 1; about 5 minutes for 1,500 iterations on 2 CPU cores) and
-returns the EMA networks in eval mode, or loads them from ``--model PATH`` when that file exists
-(and saves them there after training), so the second tutorial can reuse the first one's model.
+``get_model`` returns the EMA networks (eval mode) of a run of the ``demo`` recipe, the model that
+``ebmguide demo`` and ``make demo`` train (about 5 minutes on 2 CPU cores), and a sampler with the
+recipe's settings (SGLD with η = 100, σ = 0.01). It reuses the run folder ``--run`` (by default
+``runs/demo``, where ``make demo`` writes) when that holds a finished run, continues it when it was
+interrupted, and trains the recipe there otherwise, so the second tutorial reuses the first one's
+model, and both reuse the demo's.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 
 import ebmguide as eg
-from ebmguide.data import make_shapes
-from ebmguide.nets import SmallCNN
+from ebmguide.run.checkpoints import find_checkpoint, load_run
+from ebmguide.run.components import build_sampler, networks_from_checkpoint, sample_shape
+from ebmguide.run.config import load_config
+from ebmguide.run.trainer import Trainer
 
-SIZE, LATENT = 16, 64
+SIZE = 16
+# --smoke: the demo recipe shrunk to seconds (CI checks that the tutorials run, not what they show)
+SMOKE = ["train.iterations=3", "train.batch_size=8", "train.sample_every=3",
+         "train.checkpoint_every=3", "train.tensorboard=false", "data.n_train=256",
+         "model.width=8", "model.hidden_dim=32", "guide.width=8", "guide.hidden_dim=32",
+         "sampler.buffer_size=64", "sampler.n_steps=3", "eval.every=0",
+         'eval.feature_net="none"', "eval.fresh_steps=3", "eval.n_samples=8", "eval.grid_size=4"]
 
 
 class ShapesModel(NamedTuple):
@@ -32,68 +41,35 @@ class ShapesModel(NamedTuple):
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     """The options that say how to get the model."""
-    parser.add_argument("--iterations", type=int, default=1500, help="CLEL training iterations")
-    parser.add_argument("--model", type=Path, default=None,
-                        help="load the networks from this file if it exists, else train and "
-                             "save them there")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--run", type=Path, default=None,
+                        help="run folder of the demo recipe: reused when it holds a finished run, "
+                             "trained there otherwise (default runs/demo; runs/tutorial-smoke "
+                             "with --smoke)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the training (if it trains) "
+                                                            "and of the sampling")
     parser.add_argument("--smoke", action="store_true", help="a tiny model, a few seconds (CI)")
 
 
-def build(smoke: bool, generator: torch.Generator) -> tuple[eg.SphericalEBM, eg.SimCLRGuide,
-                                                           eg.SGLDSampler]:
-    """The networks of ``ebmguide demo`` and a light sampler (all smaller for ``--smoke``)."""
-    width, hidden = (8, 32) if smoke else (32, 256)
-    ebm = eg.SphericalEBM(SmallCNN(width=width), latent_dim=LATENT, hidden_dim=hidden)
-    guide = eg.SimCLRGuide(SmallCNN(width=width, spectral_norm=False, norm="batch",
-                                    activation=torch.nn.ReLU()),
-                           latent_dim=LATENT, hidden_dim=hidden, augment="strong")
-    sampler = eg.SGLDSampler((3, SIZE, SIZE), buffer_size=5000, n_steps=3 if smoke else 30,
-                             step_size=1.0, noise_scale=0.005, reinit_prob=0.02, augment="flip",
-                             generator=generator)
-    return ebm, guide, sampler
-
-
-def train(args: argparse.Namespace, generator: torch.Generator) -> ShapesModel:
-    """CLEL on the shapes; returns the EMA networks in eval mode."""
-    iterations = 3 if args.smoke else args.iterations
-    images = make_shapes(256 if args.smoke else 20_000, size=SIZE, generator=generator).images
-    ebm, guide, sampler = build(args.smoke, generator)
-    opts = eg.clel_optimizers(ebm, guide, total_iterations=iterations, ebm_lr=3e-4,
-                              warmup_iterations=min(100, iterations))
-    ebm_ema = eg.make_ema(ebm, half_life_images=4000, batch_size=32, copy_iterations=60)
-    guide_ema = eg.make_ema(guide, half_life_images=4000, batch_size=32, copy_iterations=60)
-    start = time.perf_counter()
-    for it in range(1, iterations + 1):
-        x = images[torch.randint(0, images.shape[0], (32,), generator=generator)]
-        terms = eg.clel_step(ebm, guide, sampler, x, ebm_optimizer=opts.ebm,
-                             guide_optimizer=opts.guide, generator=generator).terms
-        if not all(torch.isfinite(v) for v in terms.values()):
-            raise FloatingPointError(f"iteration {it}: non-finite loss terms {terms}")
-        opts.ebm_scheduler.step()
-        opts.guide_scheduler.step()
-        eg.update_ema(ebm_ema, ebm)
-        eg.update_ema(guide_ema, guide)
-        if it % 250 == 0 or it == iterations:
-            print(f"training: it {it:5d}  cd {terms['cd'].item():+.3g}  "
-                  f"align {terms['align'].item():.3f}  ({time.perf_counter() - start:.0f} s)",
-                  flush=True)
-    return ShapesModel(ebm_ema.module.eval(), guide_ema.module.eval(), sampler)
+def _train_or_resume(run: Path, overrides: list[str]) -> None:
+    """Train the demo recipe in ``run``, or continue it from its newest checkpoint."""
+    try:
+        checkpoint = find_checkpoint(run)
+    except FileNotFoundError:
+        print(f"training the demo recipe in {run} (ebmguide demo trains the same model)")
+        Trainer(load_config("demo", overrides), run, progress="lines").run()
+        return
+    state, cfg = load_run(checkpoint)
+    if state["iteration"] < cfg.train.iterations:
+        Trainer(cfg, run, resume=checkpoint, progress="lines").run()
 
 
 def get_model(args: argparse.Namespace, generator: torch.Generator) -> ShapesModel:
-    """Load the networks from ``args.model`` when it exists; otherwise train (and save)."""
-    torch.manual_seed(args.seed)
-    if args.model is not None and args.model.exists():
-        ebm, guide, sampler = build(args.smoke, generator)
-        state = torch.load(args.model, map_location="cpu", weights_only=True)
-        ebm.load_state_dict(state["ebm"])
-        guide.load_state_dict(state["guide"])
-        print(f"loaded the networks from {args.model}")
-        return ShapesModel(ebm.eval(), guide.eval(), sampler)
-    model = train(args, generator)
-    if args.model is not None:
-        args.model.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"ebm": model.ebm.state_dict(), "guide": model.guide.state_dict()}, args.model)
-        print(f"saved the networks to {args.model}")
-    return model
+    """The EMA networks of the demo recipe's run in ``args.run`` (trained there when needed)."""
+    run = args.run or Path("runs/tutorial-smoke" if args.smoke else "runs/demo")
+    _train_or_resume(run, [f"seed={args.seed}", *(SMOKE if args.smoke else [])])
+    state, cfg = load_run(run)  # the newest checkpoint; its own configuration
+    cpu = torch.device("cpu")
+    ebm, guide = networks_from_checkpoint(state, cfg, cpu)  # EMA weights, eval mode
+    sampler = build_sampler(cfg, sample_shape(state), cpu, generator)
+    print(f"model: EMA networks of {find_checkpoint(run)} (iteration {state['iteration']})")
+    return ShapesModel(ebm, guide, sampler)

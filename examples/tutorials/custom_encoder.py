@@ -14,20 +14,29 @@ encoder named by ``--encoder``:
 Neither torchvision nor timm is a dependency of ebmguide: the imports are guarded, and ``auto``
 falls back to the module written here.
 
-    python examples/tutorials/custom_encoder.py --encoder auto
+    python examples/tutorials/custom_encoder.py --encoder auto --out runs/encoder   # minutes
     python examples/tutorials/custom_encoder.py --smoke        # a few seconds (CI)
+
+The EBM, the sampler and the schedules are the demo recipe's (``ebmguide train --config demo
+--print-config``), so the samples written by ``--out`` show whether the new guide trains a model
+as good as the demo's.
 """
 
 from __future__ import annotations
 
 import argparse
+import time
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 import ebmguide as eg
 from ebmguide.data import make_shapes
+from ebmguide.feature_nets import factor_statistics
+from ebmguide.grid import save_panels
 from ebmguide.nets import ChannelNormalize, SmallCNN, cifar_resnet18
+from ebmguide.optim import warmup_cosine
 
 
 # --8<-- [start:feature-dim]
@@ -116,9 +125,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Train CLEL with an encoder of your choice.")
     parser.add_argument("--encoder", default="auto",
                         choices=["auto", "torchvision", "timm", "builtin", "mine"])
-    parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--iterations", type=int, default=700)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for a grid of data, replay buffer and fresh chains")
     parser.add_argument("--smoke", action="store_true", help="a few tiny iterations (CI)")
     return parser
 
@@ -128,31 +139,50 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         args.iterations, args.batch_size = 2, 8
     torch.manual_seed(args.seed)
     g = torch.Generator().manual_seed(args.seed)
-    images = make_shapes(256 if args.smoke else 4096, size=16, generator=g).images
+    images = make_shapes(256 if args.smoke else 20_000, size=16, generator=g).images
     shape = tuple(images.shape[1:])
 
     # --8<-- [start:guide]
     encoder, description = build_encoder(args.encoder)
     feature_dim = infer_feature_dim(encoder, shape)
-    guide = eg.SimCLRGuide(encoder, feature_dim=feature_dim, latent_dim=32,
-                           hidden_dim=128 if args.smoke else 512, augment="strong")
+    guide = eg.SimCLRGuide(encoder, feature_dim=feature_dim, latent_dim=64,
+                           hidden_dim=32 if args.smoke else 256, augment="strong")
     print(f"encoder: {description}, {feature_dim} features, "
           f"{sum(p.numel() for p in guide.parameters()) / 1e6:.2f} M parameters with the head")
     # --8<-- [end:guide]
 
-    ebm = eg.SphericalEBM(SmallCNN(width=16), latent_dim=32, hidden_dim=128)
-    sampler = eg.SGLDSampler(shape, buffer_size=1000, n_steps=3 if args.smoke else 20,
-                             step_size=1.0, noise_scale=0.005, augment="flip", generator=g)
-    opts = eg.clel_optimizers(ebm, guide, total_iterations=args.iterations,
-                              warmup_iterations=min(100, args.iterations))
+    # The rest is the demo recipe: SmallCNN EBM, SGLD with eta = 100 and sigma = 0.01, K = 40.
+    ebm = eg.SphericalEBM(SmallCNN(width=8 if args.smoke else 32), latent_dim=64,
+                          hidden_dim=32 if args.smoke else 256)
+    sampler = eg.SGLDSampler(shape, buffer_size=64 if args.smoke else 2000,
+                             n_steps=3 if args.smoke else 40, step_size=100.0, noise_scale=0.01,
+                             reinit_prob=0.05, augment="flip", generator=g)
+    warmup = min(100, args.iterations)
+    opts = eg.clel_optimizers(ebm, guide, total_iterations=args.iterations, ebm_lr=1e-4,
+                              warmup_iterations=warmup)
+    opts = opts._replace(ebm_scheduler=warmup_cosine(opts.ebm, warmup, args.iterations))
+    ebm_ema = eg.make_ema(ebm, half_life_images=4000, batch_size=args.batch_size,
+                          copy_iterations=60)
+    start = time.perf_counter()
     for it in range(1, args.iterations + 1):
         x = images[torch.randint(0, images.shape[0], (args.batch_size,), generator=g)]
         terms = eg.clel_step(ebm, guide, sampler, x, ebm_optimizer=opts.ebm,
                              guide_optimizer=opts.guide, generator=g).terms
+        if not all(torch.isfinite(v) for v in terms.values()):
+            raise FloatingPointError(f"iteration {it}: non-finite loss terms {terms}")
         opts.ebm_scheduler.step()
         opts.guide_scheduler.step()
+        eg.update_ema(ebm_ema, ebm)
         if it % 50 == 0 or it == args.iterations:
-            print(f"it {it:4d}  nce {terms['nce'].item():.3f}  align {terms['align'].item():.3f}")
+            print(f"it {it:4d}  nce {terms['nce'].item():.3f}  align {terms['align'].item():.3f}"
+                  f"  cd {terms['cd'].item():+.3g}  ({time.perf_counter() - start:.0f} s)")
+    if args.out is not None:  # data | replay buffer | fresh chains of the EMA EBM (300 steps)
+        fresh = sampler.sample_fresh(ebm_ema.module.eval().energy, 32,
+                                     n_steps=3 if args.smoke else 300, generator=g).samples
+        path = save_panels([("data", images[:32]), ("replay buffer", sampler.chains()[:32]),
+                            ("fresh chains", fresh)], args.out / "samples.png", scale=4, nrow=8)
+        quality = factor_statistics(sampler.chains()[:500], images[:500])
+        print(f"wrote {path}; clean samples (read_factors) in the buffer: {quality['clean']:.0%}")
     return {k: float(v) for k, v in terms.items()}
 
 

@@ -6,8 +6,8 @@ A model trained on the embedded shapes is asked to tell held-out shapes (in-dist
 three shifted sets: the training shapes in colours it never saw, shapes it never saw, and noise.
 The result is the AUROC with in-distribution as the positive class (1 = perfect, 0.5 = chance).
 
-    python examples/tutorials/ood_detection.py --model runs/shapes-model.pt   # ~5 min CPU
-    python examples/tutorials/ood_detection.py --smoke                        # CI
+    python examples/tutorials/ood_detection.py           # the demo's model (runs/demo)
+    python examples/tutorials/ood_detection.py --smoke   # CI
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ tensor in [0, 1]), the EBM backbone and the contrastive encoder are plain ``nn.M
 here, and the loop (logging, EMA, divergence check, sampling at the end) is ordinary PyTorch.
 ``--manual`` runs the same iteration written out by hand instead of calling ``eg.clel_step``.
 
-    python examples/tutorials/own_training_loop.py                 # 400 iterations (minutes)
+    python examples/tutorials/own_training_loop.py                 # 700 iterations (minutes)
     python examples/tutorials/own_training_loop.py --smoke         # a few seconds (CI)
     python examples/tutorials/own_training_loop.py --out runs/own  # also saves a sample grid
 """
@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrizations
 
 import ebmguide as eg
+from ebmguide.optim import warmup_cosine
 
 
 # --8<-- [start:data]
@@ -130,12 +131,14 @@ def save_grid(images: Tensor, path: Path, *, nrow: int = 8) -> None:
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="CLEL in your own training loop with your own backbone, encoder and data.")
-    parser.add_argument("--iterations", type=int, default=400)
+    parser.add_argument("--iterations", type=int, default=700)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--n-steps", type=int, default=40, help="SGLD steps per iteration")
     parser.add_argument("--step-size", type=float, default=100.0, help="SGLD step size")
-    parser.add_argument("--ebm-lr", type=float, default=2e-4,
-                        help="Adam learning rate of the EBM (the paper: 1e-4 for 100k iterations)")
+    parser.add_argument("--ebm-lr", type=float, default=1e-4,
+                        help="Adam learning rate of the EBM, decayed to 0 by a cosine schedule")
+    parser.add_argument("--fresh-steps", type=int, default=300,
+                        help="SGLD steps of the fresh chains sampled at the end")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--manual", action="store_true",
                         help="run the hand-written iteration instead of eg.clel_step")
@@ -146,7 +149,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> dict[str, float]:
     if args.smoke:
-        args.iterations, args.batch_size, args.n_steps = 3, 8, 3
+        args.iterations, args.batch_size, args.n_steps, args.fresh_steps = 3, 8, 3, 3
     torch.manual_seed(args.seed)  # network initialisation
     g = torch.Generator().manual_seed(args.seed)  # every other random draw
     data = make_my_images(64 if args.smoke else 2048, generator=g)
@@ -155,12 +158,15 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     ebm = eg.SphericalEBM(MyBackbone(), latent_dim=32, hidden_dim=128)
     guide = eg.SimCLRGuide(MyEncoder(), latent_dim=32, hidden_dim=128, augment="strong")
     sampler = eg.SGLDSampler(
-        data.shape[1:], buffer_size=1000, n_steps=args.n_steps, step_size=args.step_size,
-        noise_scale=0.01, augment="flip", generator=g)
+        data.shape[1:], buffer_size=2000, n_steps=args.n_steps, step_size=args.step_size,
+        noise_scale=0.01, reinit_prob=0.05, augment="flip", generator=g)
     loss_fn = eg.CLELLoss(alpha=1.0, beta=0.01)
     eg.check_components(ebm, guide, sampler, loss_fn)  # TypeError naming a non-conforming part
+    warmup = min(100, args.iterations)
     opts = eg.clel_optimizers(ebm, guide, total_iterations=args.iterations, ebm_lr=args.ebm_lr,
-                              warmup_iterations=min(100, args.iterations))
+                              warmup_iterations=warmup)
+    # the demo recipe's EBM schedule: warm-up, then a cosine decay to 0 (clel_optimizers: constant)
+    opts = opts._replace(ebm_scheduler=warmup_cosine(opts.ebm, warmup, args.iterations))
     ebm_ema = eg.make_ema(ebm, half_life_images=2_000, batch_size=args.batch_size,
                           copy_iterations=20)
     guide_ema = eg.make_ema(guide, half_life_images=2_000, batch_size=args.batch_size,
@@ -192,7 +198,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     # --8<-- [start:sample]
     model = ebm_ema.module.eval()  # sample from the averaged EBM, from fresh noise
     samples = sampler.sample_fresh(model.energy, 32 if not args.smoke else 4,
-                                   n_steps=4 * args.n_steps, generator=g).samples
+                                   n_steps=args.fresh_steps, generator=g).samples
     # --8<-- [end:sample]
     if args.out is not None:
         save_grid(samples, args.out / "samples.png")

@@ -146,3 +146,34 @@ def test_manual_step_is_clel_step(
         torch.testing.assert_close(terms_a[key], terms_b[key], rtol=0, atol=0)
     for a, b in zip([*e_a, *g_a, buf_a], [*e_b, *g_b, buf_b], strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+# The model that the conditional-sampling and OOD tutorials share (tutorials/_shapes_model.py).
+
+def run_tutorial(name: str, cwd: Path, *extra: str) -> str:
+    result = subprocess.run([sys.executable, str(TUTORIALS / f"{name}.py"), "--smoke", *extra],
+                            cwd=cwd, capture_output=True, text=True, timeout=1200, check=False)
+    assert result.returncode == 0, f"{name} failed:\n{result.stdout}{result.stderr}"
+    return result.stdout
+
+
+def test_the_shapes_tutorials_train_once_then_reuse_the_run(tmp_path: Path) -> None:
+    first = run_tutorial("ood_detection", tmp_path)
+    assert "training the demo recipe in runs/tutorial-smoke" in first
+    second = run_tutorial("ood_detection", tmp_path)
+    assert "training the demo recipe" not in second
+    assert "ckpt-00000003.pt (iteration 3)" in second
+    auroc = [line for line in first.splitlines() if line.startswith("noise")]
+    assert auroc and auroc == [line for line in second.splitlines() if line.startswith("noise")]
+
+
+def test_the_shapes_tutorials_finish_an_interrupted_run(tmp_path: Path) -> None:
+    from ebmguide.cli import main
+
+    smoke = load("_shapes_model").SMOKE
+    run = tmp_path / "partial"
+    args = ["train", "--config", "demo", "--out", str(run), "--until", "1", "--no-progress"]
+    assert main(args + [a for s in smoke for a in ("--set", s)]) == 0
+    out = run_tutorial("ood_detection", tmp_path, "--run", str(run))
+    assert "training the demo recipe" not in out
+    assert "ckpt-00000003.pt (iteration 3)" in out
