@@ -22,6 +22,7 @@ from ebmguide.data.cifar import (
 from ebmguide.data.factors import read_factors
 from ebmguide.data.folder import FolderSplits, ImageFolder, scan_image_folder
 from ebmguide.data.loader import BatchTransform, InfiniteBatches
+from ebmguide.data.noise import GaussianNoise
 from ebmguide.data.shapes import (
     COLOUR_RGB,
     COLOURS,
@@ -64,6 +65,7 @@ __all__ = [
     "TOY2D_NAMES",
     "BatchTransform",
     "FolderSplits",
+    "GaussianNoise",
     "ImageFolder",
     "InfiniteBatches",
     "LabelledImages",

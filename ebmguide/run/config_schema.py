@@ -79,6 +79,9 @@ class DataConfig:
     # cifar10: average-pool the images by this factor before training (2: 32×32 → 16×16), e.g. to
     # train at the demo's scale on a CPU
     downsample: int = 1
+    # std of Gaussian noise added to every training batch (then clamped to sampler.clamp): the
+    # sampler's noise_scale makes real data carry the noise of the chains (0: none)
+    noise: float = 0.0
     n_train: int = 20_000  # shapes / toy2d: number of generated training samples
     toy: str = "eight_gaussians"  # toy2d: one of ebmguide.data.TOY2D_NAMES
     # image_folder (see ebmguide.run.data_sources): images held out for evaluation when the folder
@@ -158,6 +161,8 @@ class LossConfig:
 
     alpha: float = 1.0
     beta: float = 0.01
+    # γ of the extra EBM term γ · mean ‖∇ₓE(x′)‖² at the generated samples (0: the paper's loss)
+    grad_penalty: float = 0.0
 
 
 @dataclass(frozen=True)

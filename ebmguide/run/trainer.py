@@ -223,7 +223,8 @@ class Trainer:
         out = clel_step(ebm, guide, p.sampler, x, ebm_optimizer=o.ebm,
                         guide_optimizer=o.guide, loss_fn=p.loss_fn, generator=self.generator,
                         extra_negatives=self.cfg.guide.extra_negatives,
-                        joint_forward=self.cfg.train.joint_forward)
+                        joint_forward=self.cfg.train.joint_forward,
+                        grad_penalty=self.cfg.loss.grad_penalty)
         o.ebm_scheduler.step()
         o.guide_scheduler.step()
         all_finite = out.sampling.finite.all() & out.samples.isfinite().all()

@@ -8,7 +8,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ebmguide.data import InfiniteBatches, dequantize, load_cifar10, make_shapes, toy2d
+from ebmguide.data import (
+    BatchTransform,
+    GaussianNoise,
+    InfiniteBatches,
+    dequantize,
+    load_cifar10,
+    make_shapes,
+    toy2d,
+)
 from ebmguide.data.streaming import LazyImages, StreamingBatches
 from ebmguide.run.config import RunConfig
 from ebmguide.run.config_schema import is_import_path
@@ -81,12 +89,19 @@ class TrainingData:
         if isinstance(self.train, LazyImages):
             return StreamingBatches(self.train, batch_size,
                                     generator=torch.Generator().manual_seed(seed), device=device,
-                                    transform=dequantize, rank=rank, world_size=world_size,
-                                    num_workers=self.cfg.data.num_workers)
+                                    transform=self._with_noise(dequantize), rank=rank,
+                                    world_size=world_size, num_workers=self.cfg.data.num_workers)
         data = self.train.to(device)
-        transform = dequantize if data.dtype == torch.uint8 else None
+        transform = self._with_noise(dequantize if data.dtype == torch.uint8 else None)
         return InfiniteBatches(data, batch_size, generator=torch.Generator().manual_seed(seed),
                                transform=transform, rank=rank, world_size=world_size)
+
+    def _with_noise(self, transform: BatchTransform | None) -> BatchTransform | None:
+        """``transform`` followed by the ``data.noise`` of the configuration, when it is > 0."""
+        std = self.cfg.data.noise
+        if std == 0:
+            return transform
+        return GaussianNoise(std, bounds=self.cfg.sampler.clamp, first=transform)
 
     def held_out(self, n: int, *, at_least: int | None = None) -> Tensor:
         """``n`` real samples never used for training, as floats (images in [0, 1]).
