@@ -42,21 +42,23 @@ def make_my_images(n: int, size: int = 16, *, generator: torch.Generator) -> Ten
 
 # --8<-- [start:networks]
 class MyBackbone(nn.Module):
-    """An EBM backbone: spectral-norm convs, no normalization layers, features ``(B, 64)``.
+    """An EBM backbone: spectral-norm convs, no normalization layers, features ``(B, 4 * width)``.
 
-    SphericalEBM reads ``feature_dim`` and puts the energy and projection heads on top.
+    SphericalEBM reads ``feature_dim`` and puts the energy and projection heads on top. Leaky
+    ReLUs keep a gradient everywhere, which the Langevin chains follow.
     """
 
     def __init__(self, channels: int = 3, width: int = 32) -> None:
         super().__init__()
         sn = parametrizations.spectral_norm
         self.net = nn.Sequential(
-            sn(nn.Conv2d(channels, width, 3, padding=1)), nn.SiLU(),
-            sn(nn.Conv2d(width, 2 * width, 4, stride=2, padding=1)), nn.SiLU(),
-            sn(nn.Conv2d(2 * width, 2 * width, 4, stride=2, padding=1)), nn.SiLU(),
+            sn(nn.Conv2d(channels, width, 3, padding=1)), nn.LeakyReLU(0.2),
+            sn(nn.Conv2d(width, 2 * width, 3, stride=2, padding=1)), nn.LeakyReLU(0.2),
+            sn(nn.Conv2d(2 * width, 2 * width, 3, padding=1)), nn.LeakyReLU(0.2),
+            sn(nn.Conv2d(2 * width, 4 * width, 3, stride=2, padding=1)), nn.LeakyReLU(0.2),
             nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         )
-        self.feature_dim = 2 * width
+        self.feature_dim = 4 * width
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -112,10 +114,11 @@ def manual_step(
 # --8<-- [end:manual]
 
 
-def save_grid(images: Tensor, path: Path, *, nrow: int = 8) -> None:
+def save_grid(images: Tensor, path: Path, *, nrow: int = 8, scale: int = 4) -> None:
     """Write ``(N, 3, H, W)`` images in [0, 1] as one PNG grid (pillow, no torchvision)."""
     from PIL import Image
 
+    images = images.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
     n, c, h, w = images.shape
     rows = math.ceil(n / nrow)
     grid = torch.ones(c, rows * (h + 1) + 1, nrow * (w + 1) + 1)
@@ -152,11 +155,11 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         args.iterations, args.batch_size, args.n_steps, args.fresh_steps = 3, 8, 3, 3
     torch.manual_seed(args.seed)  # network initialisation
     g = torch.Generator().manual_seed(args.seed)  # every other random draw
-    data = make_my_images(64 if args.smoke else 2048, generator=g)
+    data = make_my_images(64 if args.smoke else 20_000, generator=g)
 
     # --8<-- [start:components]
-    ebm = eg.SphericalEBM(MyBackbone(), latent_dim=32, hidden_dim=128)
-    guide = eg.SimCLRGuide(MyEncoder(), latent_dim=32, hidden_dim=128, augment="strong")
+    ebm = eg.SphericalEBM(MyBackbone(), latent_dim=64, hidden_dim=256)
+    guide = eg.SimCLRGuide(MyEncoder(), latent_dim=64, hidden_dim=256, augment="strong")
     sampler = eg.SGLDSampler(
         data.shape[1:], buffer_size=2000, n_steps=args.n_steps, step_size=args.step_size,
         noise_scale=0.01, reinit_prob=0.05, augment="flip", generator=g)
@@ -167,10 +170,10 @@ def main(args: argparse.Namespace) -> dict[str, float]:
                               warmup_iterations=warmup)
     # the demo recipe's EBM schedule: warm-up, then a cosine decay to 0 (clel_optimizers: constant)
     opts = opts._replace(ebm_scheduler=warmup_cosine(opts.ebm, warmup, args.iterations))
-    ebm_ema = eg.make_ema(ebm, half_life_images=2_000, batch_size=args.batch_size,
-                          copy_iterations=20)
-    guide_ema = eg.make_ema(guide, half_life_images=2_000, batch_size=args.batch_size,
-                            copy_iterations=20)
+    ebm_ema = eg.make_ema(ebm, half_life_images=4_000, batch_size=args.batch_size,
+                          copy_iterations=60)
+    guide_ema = eg.make_ema(guide, half_life_images=4_000, batch_size=args.batch_size,
+                            copy_iterations=60)
     # --8<-- [end:components]
 
     # --8<-- [start:loop]
