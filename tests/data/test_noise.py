@@ -50,7 +50,7 @@ def test_a_non_positive_std_is_refused(std: float) -> None:
 
 def test_data_noise_reaches_the_training_batches_and_resumes_exactly() -> None:
     images = torch.rand(40, 3, 8, 8, generator=torch.Generator().manual_seed(0))
-    clean = TrainingData.from_tensors(images, load_config("demo"))
+    clean = TrainingData.from_tensors(images, load_config("demo", ["data.noise=0"]))
     noisy = TrainingData.from_tensors(images, load_config("demo", ["data.noise=0.01"]))
     device = torch.device("cpu")
     a = clean.batches(8, 0, device)

@@ -1,6 +1,6 @@
 """End to end (slow): conditional samples of the demo model match their condition far more often.
 
-Trains the `demo` recipe (700 iterations, about 5 minutes on 2 CPU cores), takes one latent per
+Trains the `demo` recipe (about 5 minutes on 2 CPU cores), takes one latent per
 colour from labelled shapes (the guide's normalized mean embedding), and samples p(x | z) from the
 run's replay buffer. The colour of each sample is read by rule (`read_factors`), never by the guide.
 On this model docs/conditional.md measured 100 % matches for every colour at β = 0.03 against
