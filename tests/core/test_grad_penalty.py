@@ -91,5 +91,5 @@ def test_the_trainer_passes_loss_grad_penalty_and_logs_it(tmp_path: object) -> N
     Trainer(cfg, run, progress=False).run()
     logged = [r for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "train"]
     assert logged and all(r["gp"] > 0 for r in logged)
-    with pytest.raises(ValueError, match="loss.grad_penalty must not be negative"):
+    with pytest.raises(ValueError, match=r"loss\.grad_penalty must not be negative"):
         load_config(str(tiny), ["loss.grad_penalty=-1"])

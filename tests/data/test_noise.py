@@ -66,5 +66,5 @@ def test_data_noise_reaches_the_training_batches_and_resumes_exactly() -> None:
 
 
 def test_negative_data_noise_is_refused() -> None:
-    with pytest.raises(ValueError, match="data.noise must not be negative"):
+    with pytest.raises(ValueError, match=r"data\.noise must not be negative"):
         load_config("demo", ["data.noise=-0.01"])
