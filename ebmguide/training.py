@@ -23,6 +23,9 @@ from ebmguide.torch_utils import eval_mode, module_device
 
 __all__ = ["StepOutput", "check_components", "clel_step"]
 
+# Where clel_step's score penalty can be taken (grad_penalty_at).
+_PENALTY_PLACES = ("samples", "data", "both")
+
 
 class StepOutput(NamedTuple):
     """Result of :func:`clel_step`.
@@ -137,6 +140,7 @@ def clel_step(
     joint_forward: bool = True,
     sample_in_eval_mode: bool = True,
     grad_penalty: float = 0.0,
+    grad_penalty_at: str = "samples",
 ) -> StepOutput:
     """One CLEL iteration: sample negatives, EBM loss + NT-Xent, one update of each network.
 
@@ -167,6 +171,10 @@ def clel_step(
             the squared score at the generated samples, whose size sets the drift of the SGLD
             chains. 0 (the paper, the default) leaves CLEL's loss unchanged and costs nothing;
             > 0 costs one double backward through the EBM on the B samples.
+        grad_penalty_at: where the penalty is taken: ``"samples"`` (x′, the default),
+            ``"data"`` (x, as R1 in GANs: it makes the real images stationary points of the
+            energy, so chains that reach them stay) or ``"both"`` (the sum of the two means;
+            twice the cost).
 
     Returns:
         :class:`StepOutput` with detached terms and the sampler's record (negatives, finite
@@ -179,6 +187,9 @@ def clel_step(
     if not (isinstance(grad_penalty, (int, float)) and grad_penalty >= 0
             and math.isfinite(grad_penalty)):
         raise ValueError(f"grad_penalty must be a finite number >= 0, got {grad_penalty!r}.")
+    if grad_penalty_at not in _PENALTY_PLACES:
+        raise ValueError(f"grad_penalty_at must be one of {_PENALTY_PLACES}, got "
+                         f"{grad_penalty_at!r}.")
     check_batch_fits(x, sampler.chains(), ebm)
     _check_devices(ebm, guide, sampler, x, generator)
     _check_data_range(x, sampler.data_range())
@@ -186,16 +197,23 @@ def clel_step(
     with eval_mode(ebm, enabled=sample_in_eval_mode):
         sampling = sampler.sample(ebm.energy, x.shape[0], generator=generator)
     samples = sampling.samples
-    if grad_penalty > 0:
+    at_samples = grad_penalty > 0 and grad_penalty_at in ("samples", "both")
+    at_data = grad_penalty > 0 and grad_penalty_at in ("data", "both")
+    if at_samples:
         samples = samples.detach().to(x.dtype).requires_grad_(True)
-    real, fake = _ebm_forward(ebm, x, samples, joint_forward)
+    x_ebm = x.detach().requires_grad_(True) if at_data else x  # the guide keeps plain x
+    real, fake = _ebm_forward(ebm, x_ebm, samples, joint_forward)
     negatives = fake.direction.detach() if extra_negatives else None
     guide_out = guide.contrastive_loss(x, extra_negatives=negatives, generator=generator)
     ebm_out = loss_fn(real, fake.energy, guide_out.target)
     total = ebm_out.loss + guide_out.loss
     extra: dict[str, Tensor] = {}
     if grad_penalty > 0:
-        penalty = _score_penalty(fake.energy, samples)
+        penalty = torch.zeros((), dtype=fake.energy.dtype, device=fake.energy.device)
+        if at_samples:
+            penalty = penalty + _score_penalty(fake.energy, samples)
+        if at_data:
+            penalty = penalty + _score_penalty(real.energy, x_ebm)
         total = total + grad_penalty * penalty
         extra["gp"] = penalty.detach()
     ebm_optimizer.zero_grad(set_to_none=True)
@@ -207,7 +225,7 @@ def clel_step(
     return StepOutput(terms, sampling)
 
 
-def _score_penalty(fake_energy: Tensor, samples: Tensor) -> Tensor:
-    """mean_b ‖∇ₓE(x′_b)‖², differentiable in the EBM's parameters (a double backward)."""
-    (score,) = torch.autograd.grad(fake_energy.sum(), samples, create_graph=True)
+def _score_penalty(energy: Tensor, inputs: Tensor) -> Tensor:
+    """mean_b ‖∇ₓE(x_b)‖², differentiable in the EBM's parameters (a double backward)."""
+    (score,) = torch.autograd.grad(energy.sum(), inputs, create_graph=True)
     return score.flatten(1).square().sum(dim=1).mean()

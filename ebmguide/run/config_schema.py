@@ -163,6 +163,8 @@ class LossConfig:
     beta: float = 0.01
     # γ of the extra EBM term γ · mean ‖∇ₓE(x′)‖² at the generated samples (0: the paper's loss)
     grad_penalty: float = 0.0
+    # where: "samples" (x′), "data" (x, as R1 in GANs) or "both"
+    grad_penalty_at: Literal["samples", "data", "both"] = "samples"
 
 
 @dataclass(frozen=True)

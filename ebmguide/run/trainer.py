@@ -224,7 +224,8 @@ class Trainer:
                         guide_optimizer=o.guide, loss_fn=p.loss_fn, generator=self.generator,
                         extra_negatives=self.cfg.guide.extra_negatives,
                         joint_forward=self.cfg.train.joint_forward,
-                        grad_penalty=self.cfg.loss.grad_penalty)
+                        grad_penalty=self.cfg.loss.grad_penalty,
+                        grad_penalty_at=self.cfg.loss.grad_penalty_at)
         o.ebm_scheduler.step()
         o.guide_scheduler.step()
         all_finite = out.sampling.finite.all() & out.samples.isfinite().all()

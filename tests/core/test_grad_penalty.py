@@ -11,8 +11,8 @@ import ebmguide as eg
 from ebmguide.run.config import load_config
 
 
-def _step(parts: tuple[eg.SphericalEBM, eg.SimCLRGuide, eg.SGLDSampler], gamma: float
-          ) -> tuple[eg.StepOutput, eg.SphericalEBM, eg.SphericalEBM]:
+def _step(parts: tuple[eg.SphericalEBM, eg.SimCLRGuide, eg.SGLDSampler], gamma: float,
+          at: str = "samples") -> tuple[eg.StepOutput, eg.SphericalEBM, eg.SphericalEBM]:
     """One clel_step (plain SGD, fixed seeds) on copies; returns it, the EBM before and after."""
     ebm, guide, sampler = (copy.deepcopy(p) for p in parts)
     before = copy.deepcopy(ebm)
@@ -20,7 +20,8 @@ def _step(parts: tuple[eg.SphericalEBM, eg.SimCLRGuide, eg.SGLDSampler], gamma: 
     out = eg.clel_step(ebm, guide, sampler, x,
                        ebm_optimizer=torch.optim.SGD(ebm.parameters(), lr=0.1),
                        guide_optimizer=torch.optim.SGD(guide.parameters(), lr=0.1),
-                       generator=torch.Generator().manual_seed(3), grad_penalty=gamma)
+                       generator=torch.Generator().manual_seed(3), grad_penalty=gamma,
+                       grad_penalty_at=at)
     return out, before, ebm
 
 
@@ -71,6 +72,38 @@ def test_the_penalty_adds_gamma_times_its_gradient_to_the_update(
     assert largest > 1e-5  # the penalty moved the parameters far beyond the tolerance
 
 
+def _mean_squared_score(ebm: eg.SphericalEBM, x: torch.Tensor) -> torch.Tensor:
+    x = x.clone().requires_grad_(True)
+    ebm.train()
+    (score,) = torch.autograd.grad(ebm.energy(x).sum(), x)
+    return score.flatten(1).square().sum(dim=1).mean()
+
+
+def test_the_penalty_at_the_data_and_at_both(
+        tiny_parts: tuple[eg.SphericalEBM, eg.SimCLRGuide, eg.SGLDSampler]) -> None:
+    x = torch.rand(8, 3, 8, 8, generator=torch.Generator().manual_seed(2))  # _step's batch
+    at_data, before, after_data = _step(tiny_parts, 5.0, "data")
+    on_data = _mean_squared_score(before, x)
+    torch.testing.assert_close(at_data.terms["gp"], on_data, rtol=1e-5, atol=0)
+    at_both, _, after_both = _step(tiny_parts, 5.0, "both")
+    on_samples = _mean_squared_score(before, at_both.samples)
+    torch.testing.assert_close(at_both.terms["gp"], on_data + on_samples, rtol=1e-5, atol=0)
+    at_samples, _, after_samples = _step(tiny_parts, 5.0, "samples")
+    torch.testing.assert_close(at_samples.terms["gp"], on_samples, rtol=1e-5, atol=0)
+    assert float(on_data) > 0 and not torch.allclose(on_data, on_samples)
+    # the three placements train different networks
+    deltas = [sum(float((a - b).abs().sum()) for a, b in
+                  zip(after_data.parameters(), other.parameters(), strict=True))
+              for other in (after_both, after_samples)]
+    assert min(deltas) > 0
+
+
+def test_an_unknown_penalty_place_is_refused(
+        tiny_parts: tuple[eg.SphericalEBM, eg.SimCLRGuide, eg.SGLDSampler]) -> None:
+    with pytest.raises(ValueError, match="grad_penalty_at must be one of"):
+        _step(tiny_parts, 1.0, "real")
+
+
 @pytest.mark.parametrize("gamma", [-1.0, float("nan"), float("inf")])
 def test_a_bad_penalty_is_refused(
         tiny_parts: tuple[eg.SphericalEBM, eg.SimCLRGuide, eg.SGLDSampler], gamma: float) -> None:
@@ -93,3 +126,6 @@ def test_the_trainer_passes_loss_grad_penalty_and_logs_it(tmp_path: object) -> N
     assert logged and all(r["gp"] > 0 for r in logged)
     with pytest.raises(ValueError, match=r"loss\.grad_penalty must not be negative"):
         load_config(str(tiny), ["loss.grad_penalty=-1"])
+    with pytest.raises(ValueError, match=r"loss\.grad_penalty_at must be one of"):
+        load_config(str(tiny), ["loss.grad_penalty_at=real"])
+    assert load_config(str(tiny), ["loss.grad_penalty_at=data"]).loss.grad_penalty_at == "data"
