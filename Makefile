@@ -15,18 +15,21 @@ STAMP := $(VENV)/.installed
 $(RUN_STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "$(TORCH_PIN)"
-	$(PY) -m pip install -q -e ".[metrics]"
+	$(PY) -m pip install -q --no-compile "$(TORCH_PIN)"
+	$(PY) -m pip install -q --no-compile -e ".[metrics]"
 	touch $(RUN_STAMP)
 
 $(STAMP): $(RUN_STAMP)
-	$(PY) -m pip install -q -e ".[dev,docs]"
+	$(PY) -m pip install -q --no-compile -e ".[dev,docs]"
 	touch $(STAMP)
 
 install: $(STAMP)
 
+# GOMP_SPINCOUNT=10000: torch's OpenMP threads spin briefly at a barrier, then sleep. On an idle
+# 2-core machine the demo's iterations ran 1.3-1.5x as fast as with the PASSIVE policy that
+# `import ebmguide` sets otherwise; under load they are slower (docs/performance.md).
 demo: $(RUN_STAMP)
-	$(VENV)/bin/ebmguide demo --out runs/demo
+	GOMP_SPINCOUNT=10000 $(VENV)/bin/ebmguide demo --out runs/demo
 
 # What the built site needs in the reader's browser, bundled so that it works with no network and
 # opened from disk (file://); fetched from the npm registry at pinned versions, each checked against

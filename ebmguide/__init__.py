@@ -7,12 +7,13 @@ The four protocols (:class:`EnergyModel`, :class:`ContrastiveGuide`, :class:`Lan
 import os as _os
 import sys as _sys
 
-if "torch" not in _sys.modules:
+if "torch" not in _sys.modules and not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & set(_os.environ):
     # OpenMP reads its waiting policy once, when torch loads it. The default lets idle threads spin
     # at every barrier, which on a machine shared with other work slows training several-fold
-    # (docs/performance.md, "Shared machines"); PASSIVE threads sleep instead. A value the user set
-    # is kept, and nothing changes when torch was imported first.
-    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # (docs/performance.md, "Shared machines"); PASSIVE threads sleep instead. A policy or spin
+    # count the user set is kept (`make demo` sets GOMP_SPINCOUNT=10000: a short spin, faster on
+    # an idle machine), and nothing changes when torch was imported first.
+    _os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 from ebmguide.augment import AUGMENTATIONS, apply_augment, make_augmentation
 from ebmguide.ema import ema_decay, make_ema, update_ema
