@@ -120,3 +120,31 @@ def test_guidance_ablation_scores_labelled_images_by_class(tmp_path: Path) -> No
     assert module.main(module.get_args_parser().parse_args(argv))["0.01"][0]["buffer_fd"] == 123.0
     other = module.main(module.get_args_parser().parse_args([*argv, "--set", "eval.fresh_steps=3"]))
     assert other["0.01"][0]["buffer_fd"] != 123.0  # other settings: scored again
+
+
+def _tiny_run(tmp_path: Path, size: int) -> Path:
+    from ebmguide.run.config import load_config
+    from ebmguide.run.trainer import Trainer
+
+    cfg = load_config(str(ROOT / "tests" / "tiny_run.toml"),
+                      [f"data.size={size}", "train.iterations=3", "train.checkpoint_every=3"])
+    run = tmp_path / f"run{size}"
+    Trainer(cfg, run, progress=False).run()
+    return run
+
+
+def test_the_basins_script_reads_real_shapes_back_before_any_step(tmp_path: Path) -> None:
+    """examples/shapes/basins.py (docs/recipes/demo.md): 0 steps keeps every real shape."""
+    module = load("shapes/basins.py")
+    torch.set_num_threads(1)
+    run = _tiny_run(tmp_path, 16)
+    table = module.main(module.get_args_parser().parse_args(
+        ["--checkpoint", str(run), "--n", "48", "--steps", "0,3"]))
+    assert set(table) == {"real energy", "buffer energy", "0 steps", "3 steps"}
+    assert set(table["0 steps"]) == {"circle", "square", "triangle", "cross"}
+    assert all(v == 1.0 for v in table["0 steps"].values())  # the rule reader on real images
+    assert all(0.0 <= v <= 1.0 for v in table["3 steps"].values())
+    assert all(v >= 0 and v == v for v in table["real energy"].values())
+    with pytest.raises(ValueError, match="size >= 16"):
+        module.main(module.get_args_parser().parse_args(
+            ["--checkpoint", str(_tiny_run(tmp_path, 8)), "--steps", "1"]))
