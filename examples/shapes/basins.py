@@ -1,6 +1,6 @@
 """Do real images survive the sampler? SGLD started from held-out shapes, read back by rule.
 
-    python examples/shapes/basins.py --checkpoint runs/demo            # 400 images, 20/100/300 steps
+    python examples/shapes/basins.py --checkpoint runs/demo            # 20, 100, 300 steps
     python examples/shapes/basins.py --checkpoint runs/demo --noise 0  # plain gradient descent
 
 A model whose samples are all round can have two causes: chains that cannot reach the other
