@@ -173,8 +173,8 @@ def clel_step(
             > 0 costs one double backward through the EBM on the B samples.
         grad_penalty_at: where the penalty is taken: ``"samples"`` (x′, the default),
             ``"data"`` (x, as R1 in GANs: it makes the real images stationary points of the
-            energy, so chains that reach them stay) or ``"both"`` (the sum of the two means;
-            twice the cost).
+            energy, so chains that reach them stay) or ``"both"`` (the sum of the two means,
+            from one double backward).
 
     Returns:
         :class:`StepOutput` with detached terms and the sampler's record (negatives, finite
@@ -209,11 +209,9 @@ def clel_step(
     total = ebm_out.loss + guide_out.loss
     extra: dict[str, Tensor] = {}
     if grad_penalty > 0:
-        penalty = torch.zeros((), dtype=fake.energy.dtype, device=fake.energy.device)
-        if at_samples:
-            penalty = penalty + _score_penalty(fake.energy, samples)
-        if at_data:
-            penalty = penalty + _score_penalty(real.energy, x_ebm)
+        places = [(e, i) for e, i, on in ((fake.energy, samples, at_samples),
+                                          (real.energy, x_ebm, at_data)) if on]
+        penalty = _score_penalty([e for e, _ in places], [i for _, i in places])
         total = total + grad_penalty * penalty
         extra["gp"] = penalty.detach()
     ebm_optimizer.zero_grad(set_to_none=True)
@@ -225,7 +223,12 @@ def clel_step(
     return StepOutput(terms, sampling)
 
 
-def _score_penalty(energy: Tensor, inputs: Tensor) -> Tensor:
-    """mean_b ‖∇ₓE(x_b)‖², differentiable in the EBM's parameters (a double backward)."""
-    (score,) = torch.autograd.grad(energy.sum(), inputs, create_graph=True)
-    return score.flatten(1).square().sum(dim=1).mean()
+def _score_penalty(energies: list[Tensor], inputs: list[Tensor]) -> Tensor:
+    """Σ over the inputs of mean_b ‖∇ₓE(x_b)‖², differentiable in the EBM's parameters.
+
+    One double backward for all inputs together (with a joint forward the energies of the data
+    and the samples are slices of one output, so ``"both"`` costs one backward, not two).
+    """
+    total = torch.stack([e.sum() for e in energies]).sum()
+    scores = torch.autograd.grad(total, inputs, create_graph=True)
+    return torch.stack([s.flatten(1).square().sum(dim=1).mean() for s in scores]).sum()

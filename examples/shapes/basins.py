@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from ebmguide.data import make_shapes, read_factors
+from ebmguide.data.noise import GaussianNoise
 from ebmguide.run.checkpoints import load_run
 from ebmguide.run.components import langevin_settings, networks_from_checkpoint
 from ebmguide.sampling.langevin import langevin_dynamics
@@ -56,7 +57,8 @@ def main(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     ebm, _ = networks_from_checkpoint(state, cfg, torch.device("cpu"), ema=not args.no_ema)
     g = torch.Generator().manual_seed(args.seed)
     data = make_shapes(args.n, generator=g, size=cfg.data.size)
-    x = (data.images + cfg.data.noise * torch.randn(data.images.shape, generator=g)).clamp(0, 1)
+    x = (GaussianNoise(cfg.data.noise, bounds=cfg.sampler.clamp)(data.images, g)
+         if cfg.data.noise > 0 else data.images)  # the training batches' noise
     names, truth = data.factor_names["shape"], data.factors["shape"]
     settings = langevin_settings(cfg)
     settings = dataclasses.replace(
