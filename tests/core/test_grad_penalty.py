@@ -11,6 +11,14 @@ import ebmguide as eg
 from ebmguide.run.config import load_config
 
 
+def _mean_squared_score(ebm: eg.SphericalEBM, x: torch.Tensor) -> torch.Tensor:
+    """mean_b ‖∇ₓE(x_b)‖² of ``ebm`` (training mode), recomputed here independently."""
+    x = x.clone().requires_grad_(True)
+    ebm.train()
+    (score,) = torch.autograd.grad(ebm.energy(x).sum(), x)
+    return score.flatten(1).square().sum(dim=1).mean()
+
+
 def _step(parts: tuple[eg.SphericalEBM, eg.SimCLRGuide, eg.SGLDSampler], gamma: float,
           at: str = "samples") -> tuple[eg.StepOutput, eg.SphericalEBM, eg.SphericalEBM]:
     """One clel_step (plain SGD, fixed seeds) on copies; returns it, the EBM before and after."""
@@ -43,10 +51,7 @@ def test_no_penalty_is_the_paper_step(
 def test_the_penalty_is_the_mean_squared_score_at_the_samples(
         tiny_parts: tuple[eg.SphericalEBM, eg.SimCLRGuide, eg.SGLDSampler]) -> None:
     out, before, _ = _step(tiny_parts, 5.0)
-    samples = out.samples.clone().requires_grad_(True)
-    before.train()
-    (score,) = torch.autograd.grad(before.energy(samples).sum(), samples)
-    expected = score.flatten(1).square().sum(dim=1).mean()
+    expected = _mean_squared_score(before, out.samples)
     torch.testing.assert_close(out.terms["gp"], expected, rtol=1e-5, atol=0)
     assert float(expected) > 0
 
@@ -70,13 +75,6 @@ def test_the_penalty_adds_gamma_times_its_gradient_to_the_update(
         torch.testing.assert_close(p_gp - p_plain, expected, rtol=1e-3, atol=5e-8)
         largest = max(largest, float(expected.abs().max()))
     assert largest > 1e-5  # the penalty moved the parameters far beyond the tolerance
-
-
-def _mean_squared_score(ebm: eg.SphericalEBM, x: torch.Tensor) -> torch.Tensor:
-    x = x.clone().requires_grad_(True)
-    ebm.train()
-    (score,) = torch.autograd.grad(ebm.energy(x).sum(), x)
-    return score.flatten(1).square().sum(dim=1).mean()
 
 
 def test_the_penalty_at_the_data_and_at_both(
