@@ -36,7 +36,8 @@ IMPLS = ("floor", "clel_step", "Trainer")
 _QUIET = ["train.iterations=1000000", "eval.every=0", "train.sample_every=1000000",
           "train.checkpoint_every=1000000", "train.num_threads=0", "data.n_train=4096",
           "eval.fresh_steps=1", "eval.grid_size=4"]
-_CLEL_SMALL = ["data.size=32", "model.backbone=clel_resnet_small", "model.latent_dim=128",
+_CLEL_SMALL = ["data.size=32", "model.backbone=clel_resnet_small", "model.pool=avg",
+               "model.latent_dim=128",
                "model.hidden_dim=2048",
                "guide.encoder=cifar_resnet18", "guide.hidden_dim=2048", "sampler.buffer_size=1000",
                "sampler.noise_scale=0.001", "sampler.reinit_prob=0.001", "sampler.augment=strong",

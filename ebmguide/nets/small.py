@@ -20,6 +20,7 @@ from ebmguide.nets.clel_resnet import ChannelNormalize
 __all__ = ["MLPBackbone", "SmallCNN"]
 
 _NORMS = ("none", "batch")
+_POOLS = ("avg", "flatten")
 
 
 def _activation(activation: nn.Module | None) -> nn.Module:
@@ -89,26 +90,40 @@ class MLPBackbone(nn.Module):
 
 
 class SmallCNN(nn.Module):
-    """Four 3×3 convs (two of stride 2), then global average pooling.
+    """Four 3×3 convs (two of stride 2), then global average pooling or a flattened map.
 
-    Channels go ``in_channels → width → 2·width → 2·width → feature_dim``; the spatial size halves
-    twice (16×16 → 4×4, 32×32 → 8×8) and the pooling makes any size ≥ 4 work.
+    Channels go ``in_channels → width → 2·width → 2·width → channels``; the spatial size halves
+    twice (16×16 → 4×4, 32×32 → 8×8). Average pooling (``pool="avg"``) makes any size ≥ 4 work
+    and gives ``channels`` features. ``pool="flatten"`` keeps the last map's layout, where in the
+    image each feature was found, and gives ``channels · ⌈H/4⌉ · ⌈W/4⌉`` features for the one
+    ``input_size`` it is built for. On the demo's 16×16 shapes the flattened map lowered the
+    replay-buffer FD on every seed of three (docs/recipes/demo.md) at the same speed.
 
     Args:
         in_channels: image channels.
         width: channels of the first conv.
-        feature_dim: output size, the channels of the last conv; ``4 * width`` when None.
+        feature_dim: channels of the last conv, ``4 * width`` when None; the output size with
+            ``pool="avg"``.
         spectral_norm: wrap every conv in spectral normalization (for an EBM).
         norm: ``"none"`` or ``"batch"`` (BatchNorm after every conv, for a contrastive encoder;
             convs then have no bias).
         activation: activation module, copied after every conv; LeakyReLU(0.2) by default.
         mean: optional per-channel input mean; with ``std``, inputs are normalized inside.
         std: optional per-channel input std, given together with ``mean``.
+        pool: ``"avg"`` (global average pooling) or ``"flatten"`` (the last map, flattened).
+        input_size: ``(H, W)`` or ``H`` of a square input; required by ``pool="flatten"`` (the
+            feature size depends on it), not used by ``"avg"``.
+
+    Raises:
+        ValueError: for an unknown ``pool`` or ``norm``, or ``pool="flatten"`` without a
+            positive ``input_size``.
 
     Example:
         >>> import torch
         >>> SmallCNN(width=8)(torch.rand(2, 3, 16, 16)).shape
         torch.Size([2, 32])
+        >>> SmallCNN(width=8, pool="flatten", input_size=16)(torch.rand(2, 3, 16, 16)).shape
+        torch.Size([2, 512])
     """
 
     def __init__(
@@ -122,12 +137,15 @@ class SmallCNN(nn.Module):
         activation: nn.Module | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        pool: str = "avg",
+        input_size: int | tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         feature_dim = 4 * width if feature_dim is None else feature_dim
         _positive(in_channels=in_channels, width=width, feature_dim=feature_dim)
         if norm not in _NORMS:
             raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}.")
+        self.map_size = _pooled_map_size(pool, input_size)
         if (mean is None) != (std is None):
             raise ValueError("give both mean and std to normalize inputs, or neither.")
         self.normalize: nn.Module = (
@@ -142,11 +160,46 @@ class SmallCNN(nn.Module):
             if norm == "batch":
                 layers.append(nn.BatchNorm2d(c_out))
             layers.append(_activation(activation))
-        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        layers += [nn.AdaptiveAvgPool2d(1) if self.map_size is None else nn.Identity(),
+                   nn.Flatten()]
         self.net = nn.Sequential(*layers)
-        self.feature_dim = feature_dim
+        self.input_size = None if self.map_size is None else _pair(input_size)
+        self.feature_dim = feature_dim * (1 if self.map_size is None else
+                                          self.map_size[0] * self.map_size[1])
 
     def forward(self, x: Tensor) -> Tensor:
         """``(B, in_channels, H, W) -> (B, feature_dim)``."""
+        if self.input_size is not None and tuple(x.shape[-2:]) != self.input_size:
+            h, w = self.input_size
+            raise ValueError(f"this SmallCNN(pool='flatten') was built for {h}×{w} inputs, got "
+                             f"{tuple(x.shape)}; build it with input_size=(H, W) of your images "
+                             "or use pool='avg', which takes any size.")
         out: Tensor = self.net(self.normalize(x))
         return out
+
+
+def _pair(size: int | tuple[int, int] | None) -> tuple[int, int]:
+    if isinstance(size, bool) or size is None:
+        raise TypeError("input_size must be an int or a pair (H, W) of ints.")
+    if isinstance(size, int):
+        return size, size
+    if (isinstance(size, tuple | list) and len(size) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in size)):
+        return int(size[0]), int(size[1])
+    raise TypeError(f"input_size must be an int or a pair (H, W) of ints, got {size!r}.")
+
+
+def _pooled_map_size(pool: str, input_size: int | tuple[int, int] | None) -> tuple[int, int] | None:
+    """The last map's ``(H, W)`` that ``pool="flatten"`` keeps; ``None`` for ``"avg"``."""
+    if pool not in _POOLS:
+        raise ValueError(f"pool must be one of {_POOLS}, got {pool!r}.")
+    if pool == "avg":
+        return None
+    if input_size is None:
+        raise ValueError("SmallCNN(pool='flatten') needs input_size=(H, W) of its inputs: the "
+                         "number of features depends on it.")
+    h, w = _pair(input_size)
+    if h < 1 or w < 1:
+        raise ValueError(f"input_size must be positive, got {(h, w)}.")
+    # each of the two 3×3 convs of stride 2 and padding 1 maps n to ⌈n/2⌉ = (n + 1) // 2
+    return ((h + 1) // 2 + 1) // 2, ((w + 1) // 2 + 1) // 2

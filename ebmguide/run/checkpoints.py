@@ -30,6 +30,7 @@ _ENTRIES = ("iteration", "config", "ebm", "guide", "ebm_ema", "guide_ema", "opti
 
 STRUCTURAL = ("data.name", "data.size", "data.n_train", "data.toy", "model.backbone",
               "model.width", "model.latent_dim", "model.hidden_dim", "model.spectral_norm",
+              "model.pool",
               "model.backbone_args", "guide.encoder", "guide.encoder_args", "data.args",
               "guide.width", "guide.hidden_dim", "sampler.buffer_size",
               "train.batch_size")

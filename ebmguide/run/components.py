@@ -45,12 +45,17 @@ def _user_module(path: str, kwargs: dict[str, Any], *, key: str) -> nn.Module:
     return module
 
 
-def _builtin_backbone(m: ModelConfig, channels: int) -> nn.Module:
+def _builtin_backbone(m: ModelConfig, shape: tuple[int, ...]) -> nn.Module:
+    channels = _in_size(shape)
     if m.backbone == "mlp":
         return MLPBackbone(in_dim=channels, hidden=m.width, feature_dim=m.width,
                            spectral_norm=m.spectral_norm)
     if m.backbone == "small_cnn":
-        return SmallCNN(channels, m.width, spectral_norm=m.spectral_norm)
+        if m.pool == "flatten" and len(shape) != 3:
+            raise ValueError(f"model.pool = 'flatten' needs images (C, H, W), but the data's "
+                             f"samples have shape {shape}; use model.pool = 'avg'.")
+        return SmallCNN(channels, m.width, spectral_norm=m.spectral_norm, pool=m.pool,
+                        input_size=(shape[1], shape[2]) if m.pool == "flatten" else None)
     return clel_resnet(m.backbone.removeprefix("clel_resnet_"), channels,
                        spectral_norm=m.spectral_norm)
 
@@ -69,7 +74,7 @@ def build_ebm(cfg: RunConfig, shape: tuple[int, ...]) -> SphericalEBM:
     """The EBM named by ``cfg.model`` for samples of ``shape`` (an import path is called)."""
     m = cfg.model
     backbone = (_user_module(m.backbone, m.backbone_args, key="model.backbone")
-                if is_import_path(m.backbone) else _builtin_backbone(m, _in_size(shape)))
+                if is_import_path(m.backbone) else _builtin_backbone(m, shape))
     return SphericalEBM(backbone, latent_dim=m.latent_dim, hidden_dim=m.hidden_dim,
                         init_std=m.head_init_std)
 

@@ -40,6 +40,7 @@ __all__ = [
 
 DATA_NAMES = ("shapes", "toy2d", "cifar10", "image_folder")
 """The built-in ``data.name`` values (any other value is an import path)."""
+POOLS = ("avg", "flatten")
 BACKBONES = ("small_cnn", "mlp", "clel_resnet_small", "clel_resnet_base", "clel_resnet_large")
 """The built-in ``model.backbone`` networks."""
 ENCODERS = ("small_cnn", "mlp", "cifar_resnet18")
@@ -111,9 +112,15 @@ class ModelConfig:
     hidden_dim: int = 2048  # width of the energy and projection heads
     spectral_norm: bool = True
     head_init_std: float | None = None  # N(0, std) init of both heads (paper: 0.01); None: torch's
+    pool: str = "avg"  # small_cnn: "avg" (global average pooling) or "flatten" (the last map)
 
     def __post_init__(self) -> None:
         _check_name("model.backbone", self.backbone, BACKBONES)
+        _check_name("model.pool", self.pool, POOLS)
+        if self.pool != "avg" and self.backbone != "small_cnn":
+            raise ValueError(f"model.pool = {self.pool!r} applies to the small_cnn backbone only; "
+                             f"with model.backbone = {self.backbone!r} set model.pool = \"avg\" "
+                             "(the demo config sets \"flatten\").")
 
 
 @dataclass(frozen=True)

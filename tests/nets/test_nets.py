@@ -260,6 +260,48 @@ def test_clel_resnet_bad_arguments(kwargs: dict[str, object]) -> None:
         CLELResNet(**kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(("size", "map_size"), [(4, (1, 1)), (7, (2, 2)), (16, (4, 4)),
+                                               (17, (5, 5)), ((16, 24), (4, 6))])
+def test_small_cnn_flatten_keeps_the_last_map(size: int | tuple[int, int],
+                                              map_size: tuple[int, int]) -> None:
+    h, w = (size, size) if isinstance(size, int) else size
+    net = SmallCNN(width=4, pool="flatten", input_size=size)
+    assert net.feature_dim == 16 * map_size[0] * map_size[1]
+    x = torch.rand(2, 3, h, w)
+    out = net(x)
+    assert out.shape == (2, net.feature_dim)
+    # the features are the last activation map itself: averaging them gives pool="avg"
+    torch.manual_seed(0)
+    flat = SmallCNN(width=4, pool="flatten", input_size=size)
+    torch.manual_seed(0)
+    avg = SmallCNN(width=4)
+    per_position = flat(x).view(2, 16, map_size[0] * map_size[1])
+    torch.testing.assert_close(per_position.mean(dim=2), avg(x))
+    # a feature moves with its position in the image: flattening is not translation invariant
+    shifted = torch.roll(x, shifts=4, dims=3)
+    assert not torch.allclose(flat(shifted), flat(x), atol=1e-4)
+
+
+def test_small_cnn_flatten_refuses_another_input_size() -> None:
+    net = SmallCNN(width=4, pool="flatten", input_size=16)
+    with pytest.raises(ValueError, match=r"built for 16×16 inputs.*input_size=\(H, W\)"):
+        net(torch.rand(2, 3, 32, 32))
+    assert SmallCNN(width=4)(torch.rand(2, 3, 32, 32)).shape == (2, 16)  # avg takes any size
+
+
+def test_small_cnn_pool_arguments() -> None:
+    with pytest.raises(ValueError, match="pool must be one of"):
+        SmallCNN(pool="max")
+    with pytest.raises(ValueError, match="needs input_size"):
+        SmallCNN(pool="flatten")
+    with pytest.raises(ValueError, match="positive"):
+        SmallCNN(pool="flatten", input_size=0)
+    with pytest.raises(TypeError, match="input_size"):
+        SmallCNN(pool="flatten", input_size=True)
+    with pytest.raises(TypeError, match="input_size"):
+        SmallCNN(pool="flatten", input_size=(16, 16.0))  # type: ignore[arg-type]
+
+
 def test_small_nets_bad_arguments() -> None:
     with pytest.raises(ValueError, match="norm"):
         SmallCNN(norm="layer")

@@ -76,6 +76,7 @@ def test_overrides_parse_toml_literals() -> None:
     ("train.on_divergence=retry", ["train.on_divergence", "rollback"]),
     ("train.batch_size=100000", ["train.batch_size", "buffer_size"]),
     ("iterations", ["section.key=value"]),
+    ("model.pool=max", ["model.pool", "flatten"]),
 ])
 def test_bad_keys_and_values_are_rejected_with_their_name(override: str, words: list[str]) -> None:
     with pytest.raises(ValueError) as info:
@@ -127,3 +128,16 @@ def test_recipe_head_comments_match_the_built_networks() -> None:
             features, cfg.model.hidden_dim, cfg.model.latent_dim), name
         checked += 1
     assert checked >= 4
+
+
+def test_model_pool_builds_the_backbone_for_the_data_size() -> None:
+    from ebmguide.run.components import build_ebm
+
+    flat = build_ebm(load_config("demo"), (3, 16, 16))
+    assert flat.feature_dim == 128 * 4 * 4
+    avg = build_ebm(load_config("demo", ['model.pool="avg"']), (3, 16, 16))
+    assert avg.feature_dim == 128
+    assert build_ebm(load_config("demo", ["data.size=32"]), (3, 32, 32)).feature_dim == 128 * 64
+    with pytest.raises(ValueError, match="small_cnn backbone only"):
+        load_config("demo", ['model.backbone="mlp"'])
+    assert load_config("demo", ['model.backbone="mlp"', 'model.pool="avg"']).model.pool == "avg"
