@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 from collections.abc import Sequence
 
 from torch import Tensor, nn
@@ -97,7 +98,7 @@ class SmallCNN(nn.Module):
     and gives ``channels`` features. ``pool="flatten"`` keeps the last map's layout, where in the
     image each feature was found, and gives ``channels · ⌈H/4⌉ · ⌈W/4⌉`` features for the one
     ``input_size`` it is built for. On the demo's 16×16 shapes the flattened map lowered the
-    replay-buffer FD on every seed of three (docs/recipes/demo.md) at the same speed.
+    replay-buffer FD on every seed of three (docs/recipes/demo.md), for about 10 % more time.
 
     Args:
         in_channels: image channels.
@@ -145,7 +146,10 @@ class SmallCNN(nn.Module):
         _positive(in_channels=in_channels, width=width, feature_dim=feature_dim)
         if norm not in _NORMS:
             raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}.")
-        self.map_size = _pooled_map_size(pool, input_size)
+        if pool not in _POOLS:
+            raise ValueError(f"pool must be one of {_POOLS}, got {pool!r}.")
+        # flatten: the one input size the features are counted for
+        self.input_size = None if pool == "avg" else _input_size(input_size)
         if (mean is None) != (std is None):
             raise ValueError("give both mean and std to normalize inputs, or neither.")
         self.normalize: nn.Module = (
@@ -160,12 +164,12 @@ class SmallCNN(nn.Module):
             if norm == "batch":
                 layers.append(nn.BatchNorm2d(c_out))
             layers.append(_activation(activation))
-        layers += [nn.AdaptiveAvgPool2d(1) if self.map_size is None else nn.Identity(),
+        layers += [nn.AdaptiveAvgPool2d(1) if self.input_size is None else nn.Identity(),
                    nn.Flatten()]
         self.net = nn.Sequential(*layers)
-        self.input_size = None if self.map_size is None else _pair(input_size)
-        self.feature_dim = feature_dim * (1 if self.map_size is None else
-                                          self.map_size[0] * self.map_size[1])
+        positions = 1 if self.input_size is None else math.prod(map(_last_map_side,
+                                                                     self.input_size))
+        self.feature_dim = feature_dim * positions
 
     def forward(self, x: Tensor) -> Tensor:
         """``(B, in_channels, H, W) -> (B, feature_dim)``."""
@@ -178,28 +182,21 @@ class SmallCNN(nn.Module):
         return out
 
 
-def _pair(size: int | tuple[int, int] | None) -> tuple[int, int]:
-    if isinstance(size, bool) or size is None:
-        raise TypeError("input_size must be an int or a pair (H, W) of ints.")
-    if isinstance(size, int):
-        return size, size
-    if (isinstance(size, tuple | list) and len(size) == 2
-            and all(isinstance(v, int) and not isinstance(v, bool) for v in size)):
-        return int(size[0]), int(size[1])
-    raise TypeError(f"input_size must be an int or a pair (H, W) of ints, got {size!r}.")
-
-
-def _pooled_map_size(pool: str, input_size: int | tuple[int, int] | None) -> tuple[int, int] | None:
-    """The last map's ``(H, W)`` that ``pool="flatten"`` keeps; ``None`` for ``"avg"``."""
-    if pool not in _POOLS:
-        raise ValueError(f"pool must be one of {_POOLS}, got {pool!r}.")
-    if pool == "avg":
-        return None
-    if input_size is None:
+def _input_size(size: int | tuple[int, int] | None) -> tuple[int, int]:
+    """``(H, W)`` from an int or a pair of positive ints (``pool="flatten"`` needs one)."""
+    if size is None:
         raise ValueError("SmallCNN(pool='flatten') needs input_size=(H, W) of its inputs: the "
                          "number of features depends on it.")
-    h, w = _pair(input_size)
+    pair = (size, size) if isinstance(size, int) else size
+    if (isinstance(size, bool) or not isinstance(pair, tuple | list) or len(pair) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair)):
+        raise TypeError(f"input_size must be an int or a pair (H, W) of ints, got {size!r}.")
+    h, w = pair
     if h < 1 or w < 1:
         raise ValueError(f"input_size must be positive, got {(h, w)}.")
-    # each of the two 3×3 convs of stride 2 and padding 1 maps n to ⌈n/2⌉ = (n + 1) // 2
-    return ((h + 1) // 2 + 1) // 2, ((w + 1) // 2 + 1) // 2
+    return h, w
+
+
+def _last_map_side(n: int) -> int:
+    """Side of the last map: each 3×3 conv of stride 2 and padding 1 maps n to ⌈n/2⌉."""
+    return ((n + 1) // 2 + 1) // 2

@@ -41,6 +41,7 @@ __all__ = [
 DATA_NAMES = ("shapes", "toy2d", "cifar10", "image_folder")
 """The built-in ``data.name`` values (any other value is an import path)."""
 POOLS = ("avg", "flatten")
+"""The ``model.pool`` values, those of :class:`ebmguide.nets.SmallCNN` (kept here: no torch)."""
 BACKBONES = ("small_cnn", "mlp", "clel_resnet_small", "clel_resnet_base", "clel_resnet_large")
 """The built-in ``model.backbone`` networks."""
 ENCODERS = ("small_cnn", "mlp", "cifar_resnet18")

@@ -141,3 +141,10 @@ def test_model_pool_builds_the_backbone_for_the_data_size() -> None:
     with pytest.raises(ValueError, match="small_cnn backbone only"):
         load_config("demo", ['model.backbone="mlp"'])
     assert load_config("demo", ['model.backbone="mlp"', 'model.pool="avg"']).model.pool == "avg"
+
+
+def test_model_pool_names_are_small_cnns() -> None:
+    from ebmguide.nets import small
+    from ebmguide.run.config_schema import POOLS
+
+    assert POOLS == small._POOLS
