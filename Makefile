@@ -79,8 +79,12 @@ browser:
 
 # OMP_WAIT_POLICY=PASSIVE: torch's OpenMP threads sleep instead of spinning at barriers, which
 # keeps the many small tensors of the suite fast on a 2-core machine shared with other work.
+# TEST_WORKERS: pytest-xdist processes. Many of the slow tests wait on subprocesses (torchrun,
+# signals, the docs build, the browser), so two workers on 2 cores ran the suite in 356 s against
+# 518 s in one process (docs/performance.md); TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP) docs-assets browser
-	OMP_WAIT_POLICY=PASSIVE CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q
+	OMP_WAIT_POLICY=PASSIVE CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q -n $(TEST_WORKERS)
 
 test-slow: $(STAMP)
 	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -q -m slow

@@ -143,6 +143,7 @@ class Trainer:
             self.run_dir / "checkpoints", keep=cfg.train.keep_checkpoints), self.dist)
         self._grad_check = GradientNormCheck((self.parts.optimizers.ebm,
                                               self.parts.optimizers.guide), cfg.train.max_grad_norm)
+        self._final_fresh: Tensor | None = None  # the last iteration's fresh chains: _fresh
         if resume is not None:
             self.load_state_dict(load_state(resume)[0])
         self._lock: RunLock | None = None
@@ -197,6 +198,7 @@ class Trainer:
         self.rollbacks = int(guard.get("rollbacks", 0))
         self.lr_scale = float(guard.get("lr_scale", 1.0))
         self.last = dict(state.get("metrics", {}))
+        self._final_fresh = None
 
     def save_checkpoint(self) -> Path:
         """Write a checkpoint of the current state (atomically); never one holding NaN or inf.
@@ -379,6 +381,20 @@ class Trainer:
         return self._evaluator
 
     def _fresh(self, n: int) -> Tensor:
+        """``(n, *shape)`` fresh chains of the EMA EBM, from a generator seeded ``seed + 17``.
+
+        After the last iteration the final grid and the final evaluation share one draw of
+        max(n, ``eval.n_samples``) chains and each takes its first ``n``: the most expensive
+        part of the evaluation runs once, not twice.
+        """
+        if self.iteration < self.cfg.train.iterations:
+            return self._draw_fresh(n)
+        if self._final_fresh is None or len(self._final_fresh) < n:
+            scored = self.cfg.eval.n_samples if self.evaluator.active else 0
+            self._final_fresh = self._draw_fresh(max(n, scored))
+        return self._final_fresh[:n]
+
+    def _draw_fresh(self, n: int) -> Tensor:
         g = torch.Generator(self.device).manual_seed(self.cfg.seed + 17)
         return ema_fresh_chains(self.parts.ebm_ema.module, self.cfg, self.data.shape, n,
                                 generator=g, device=self.device)

@@ -193,3 +193,39 @@ def test_cosine_ebm_schedule_decays_to_zero(tmp_path: Path) -> None:
     constant = Trainer(tiny(), tmp_path / "constant", progress=False)
     constant.run()
     assert last_lr < 0.01 * constant.parts.optimizers.ebm.param_groups[0]["lr"]
+
+
+def test_the_final_grid_and_evaluation_share_one_draw_of_fresh_chains(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ebmguide.run.evaluator as evaluation
+    import ebmguide.run.trainer as trainer_module
+    from ebmguide.feature_nets import train_shapes_feature_net
+
+    draws: list[torch.Tensor] = []
+    grids: list[dict[str, torch.Tensor]] = []
+
+    def recorded_draw(*args, **kwargs):  # type: ignore[no-untyped-def]
+        draws.append(evaluation.ema_fresh_chains(*args, **kwargs))
+        return draws[-1]
+
+    def recorded_grid(panels, path):  # type: ignore[no-untyped-def]
+        grids.append(dict(panels))
+        return path
+
+    monkeypatch.setattr(trainer_module, "ema_fresh_chains", recorded_draw)
+    monkeypatch.setattr(trainer_module, "save_panels", recorded_grid)
+    cfg = tiny("data.size=16", "eval.feature_net=shapes_classifier", "eval.n_samples=12",
+               "eval.grid_size=4")
+    trainer = Trainer(cfg, tmp_path, progress=False)
+    net, _ = train_shapes_feature_net(size=16, iterations=5, batch_size=16)
+    trainer._evaluator = evaluation.Evaluator(cfg, trainer.data, tmp_path, feature_net=net,
+                                              features="shapes-classifier")
+    final = trainer.run()
+    # the grid at iteration 3 draws its 4 chains; after iteration 6 one draw of 12 serves both
+    assert [len(d) for d in draws] == [4, 12]
+    assert [len(g["fresh chains (EMA)"]) for g in grids] == [4, 4]
+    assert torch.equal(grids[1]["fresh chains (EMA)"], draws[1][:4])
+    assert final["fresh_fd"] == trainer.evaluator(draws[1], "fresh")["fresh_fd"]
+    # the shared draw is the one a separate final evaluation would make (same seed, same n)
+    separate = trainer._draw_fresh(12)
+    assert torch.equal(separate, draws[1])
