@@ -72,16 +72,21 @@ def test_run_folder_holds_every_file(tmp_path: Path) -> None:
             "world_size", "metrics", "config"} <= set(state)
 
 
-def test_evaluation_logs_fd_and_factor_statistics(tmp_path: Path) -> None:
-    cfg = tiny("data.size=16", "eval.every=3", "eval.feature_net=shapes_classifier",
-               "eval.n_samples=32")
-    trainer = Trainer(cfg, tmp_path, progress=False)
+def with_a_quick_evaluator(run: Path, *extra: str) -> Trainer:
+    """A tiny 16×16 run scored by a shapes classifier trained for 5 steps (not the cached one)."""
     import ebmguide.run.evaluator as evaluation
     from ebmguide.feature_nets import train_shapes_feature_net
 
+    cfg = tiny("data.size=16", "eval.feature_net=shapes_classifier", *extra)
+    trainer = Trainer(cfg, run, progress=False)
     net, _ = train_shapes_feature_net(size=16, iterations=5, batch_size=16)
-    trainer._evaluator = evaluation.Evaluator(cfg, trainer.data, tmp_path, feature_net=net,
+    trainer._evaluator = evaluation.Evaluator(cfg, trainer.data, run, feature_net=net,
                                               features="shapes-classifier")
+    return trainer
+
+
+def test_evaluation_logs_fd_and_factor_statistics(tmp_path: Path) -> None:
+    trainer = with_a_quick_evaluator(tmp_path, "eval.every=3", "eval.n_samples=32")
     final = trainer.run()
     evals = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()
              if '"eval"' in line]
@@ -199,7 +204,6 @@ def test_the_final_grid_and_evaluation_share_one_draw_of_fresh_chains(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import ebmguide.run.evaluator as evaluation
     import ebmguide.run.trainer as trainer_module
-    from ebmguide.feature_nets import train_shapes_feature_net
 
     draws: list[torch.Tensor] = []
     grids: list[dict[str, torch.Tensor]] = []
@@ -214,12 +218,7 @@ def test_the_final_grid_and_evaluation_share_one_draw_of_fresh_chains(
 
     monkeypatch.setattr(trainer_module, "ema_fresh_chains", recorded_draw)
     monkeypatch.setattr(trainer_module, "save_panels", recorded_grid)
-    cfg = tiny("data.size=16", "eval.feature_net=shapes_classifier", "eval.n_samples=12",
-               "eval.grid_size=4")
-    trainer = Trainer(cfg, tmp_path, progress=False)
-    net, _ = train_shapes_feature_net(size=16, iterations=5, batch_size=16)
-    trainer._evaluator = evaluation.Evaluator(cfg, trainer.data, tmp_path, feature_net=net,
-                                              features="shapes-classifier")
+    trainer = with_a_quick_evaluator(tmp_path, "eval.n_samples=12", "eval.grid_size=4")
     final = trainer.run()
     # the grid at iteration 3 draws its 4 chains; after iteration 6 one draw of 12 serves both
     assert [len(d) for d in draws] == [4, 12]
