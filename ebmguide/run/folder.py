@@ -28,6 +28,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import TextIO
 
+try:  # imported once here: a lock released at interpreter exit can no longer import it
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory locks here
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = ["RUN_ENTRIES", "RunFolderError", "RunLock", "RunLockedError", "check_run_dir",
            "checked_path", "clean_stale_temps", "default_run_dir", "open_append",
            "open_run_folder", "write_text_atomic"]
@@ -190,9 +195,7 @@ class RunLock:
         """Take the lock (no-op when already held); see the class docstring."""
         if self._fd is not None:
             return self
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows: no advisory locks here
+        if fcntl is None:  # pragma: no cover - Windows: no advisory locks here
             return self
         self.run_dir.mkdir(parents=True, exist_ok=True)
         path = checked_path(self.run_dir, LOCK_NAME)
@@ -214,9 +217,7 @@ class RunLock:
     def release(self) -> None:
         """Drop the lock (idempotent); the lock file stays, empty of meaning."""
         if self._fd is not None:
-            if os.name == "posix":  # unlock first: forked children (DataLoader workers) share it
-                import fcntl
-
+            if fcntl is not None:  # unlock first: forked children (DataLoader workers) share it
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None

@@ -171,6 +171,18 @@ def test_lock_from_another_process_and_its_release_on_death(
     assert main(["train", *TINY_ARGS, "--out", str(run)]) == 0
 
 
+def test_a_lock_still_held_at_interpreter_exit_is_released_without_an_error(
+        tmp_path: Path) -> None:
+    """A Trainer (or RunLock) never closed is released by the garbage collector at exit."""
+    code = ("import sys; from ebmguide.run.folder import RunLock; "
+            "lock = RunLock(sys.argv[1]).acquire()")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    with RunLock(tmp_path):
+        pass
+
+
 def test_stale_temp_of_a_killed_first_save_is_ignored_and_cleaned(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
