@@ -124,9 +124,10 @@ def langevin_settings(cfg: RunConfig, device: str | torch.device | None = None
             resolved).
     """
     s = cfg.sampler
+    layout = torch.channels_last if s.memory_format == "channels_last" else torch.preserve_format
     return LangevinSettings(n_steps=s.n_steps, step_size=s.step_size, noise_scale=s.noise_scale,
                             grad_clip=s.grad_clip, clamp=s.clamp,
-                            autocast_dtype=sampler_autocast(cfg, device))
+                            autocast_dtype=sampler_autocast(cfg, device), memory_format=layout)
 
 
 def init_range(cfg: RunConfig) -> tuple[float, float]:

@@ -161,6 +161,9 @@ class SamplerConfig:
     # SGLD gradients under autocast: "bf16" everywhere, "auto" bf16 only where the device runs it
     # natively (CUDA; CPUs with AVX512-BF16 or AMX; emulated bf16 is several times slower)
     autocast: Literal["none", "bf16", "auto"] = "none"
+    # layout of the chains while they run: "channels_last" speeds up conv energies on many CPUs
+    # (docs/performance.md); image data only
+    memory_format: Literal["preserve", "channels_last"] = "preserve"
 
 
 @dataclass(frozen=True)
@@ -297,6 +300,9 @@ def _check_ranges(cfg: RunConfig) -> None:
         raise ValueError(f"data.downsample applies to data.name = \"cifar10\" only, got "
                          f"data.name = {cfg.data.name!r}; set data.size for the shapes, or "
                          f"downsample the images of a folder before training.")
+    if cfg.sampler.memory_format == "channels_last" and cfg.data.name == "toy2d":
+        raise ValueError("sampler.memory_format = \"channels_last\" needs image data; toy2d "
+                         "samples are points: set sampler.memory_format = \"preserve\".")
     if cfg.train.batch_size > cfg.sampler.buffer_size:
         raise ValueError(f"train.batch_size ({cfg.train.batch_size}) exceeds sampler.buffer_size "
                          f"({cfg.sampler.buffer_size}); enlarge the buffer.")

@@ -99,7 +99,8 @@ class SGLDSampler:
         self.write_back = write_back
         if memory_format == torch.channels_last and len(self.shape) != 3:
             raise ValueError(f"memory_format=torch.channels_last needs image samples (C, H, W), "
-                             f"but shape is {self.shape}; leave memory_format at its default.")
+                             f"but shape is {self.shape}; leave memory_format at its default "
+                             f"(in a run configuration: sampler.memory_format = \"preserve\").")
         self.augment = self._resolve_augment(augment)
         low, high = self.settings.clamp if self.settings.clamp is not None else init_range
         self.buffer = ReplayBuffer(buffer_size, self.shape, low=low, high=high, device=device,
